@@ -1,0 +1,101 @@
+"""Logging for both processes: one line per event, JSON off a terminal, secrets scrubbed.
+
+``setup_logging(settings)`` installs a handler on the root logger whose filter runs
+:func:`redact` over every message and traceback, so a token that slipped into an exception
+text (requests puts URLs in them) still never reaches the log.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+from collections.abc import Iterable
+
+from config.settings import Settings
+
+_PATTERNS = [
+    re.compile(r"(?i)((?:access_token|input_token|client_secret|appsecret_proof|fb_exchange_token|code)=)[^&\s\"']+"),
+    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._\-|~+/=]+"),
+    re.compile(r"(hooks\.slack\.com/services/)[^\s\"']+"),
+    re.compile(r"(whsec_)[A-Za-z0-9+/=]+"),
+    re.compile(r"(://[^:/\s@]+:)[^@\s/]+(@)"),
+]
+_secrets: list[str] = []
+
+
+def register_secrets(values: Iterable[str | None]) -> None:
+    """Add exact strings that must never be printed (tokens, app secrets, sink URLs)."""
+    for value in values:
+        if value and len(value) >= 6 and value not in _secrets:
+            _secrets.append(value)
+    _secrets.sort(key=len, reverse=True)
+
+
+def settings_secrets(settings: Settings) -> list[str]:
+    """Every secret value a ``Settings`` holds."""
+    values = [*settings.app_secrets, settings.verify_token, settings.access_token, settings.sink_secret]
+    values += list(settings.access_tokens.values())
+    values += [url for url in settings.sinks if not url.startswith(("stdout:", "file:", "sqlite:"))]
+    return [v for v in values if v]
+
+
+def redact(text: str) -> str:
+    """``text`` with registered secrets and token-shaped substrings replaced by ``***``."""
+    for secret in _secrets:
+        if secret in text:
+            text = text.replace(secret, "***")
+    for pattern in _PATTERNS:
+        text = pattern.sub(lambda m: m.group(1) + "***" + (m.group(2) if m.lastindex == 2 else ""), text)
+    return text
+
+
+class RedactingFilter(logging.Filter):
+    """Scrubs the formatted message and any exception text of a record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact(record.getMessage())
+        record.args = None
+        if record.exc_info:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, logger, msg, and any ``extra`` fields."""
+
+    _skip = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        out = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        out.update({k: v for k, v in vars(record).items() if k not in self._skip})
+        if record.exc_text:
+            out["exc"] = record.exc_text
+        return redact(json.dumps(out, default=str))
+
+
+def setup_logging(settings: Settings) -> None:
+    """Configure the root logger from ``LOG_LEVEL`` and ``LOG_FORMAT``."""
+    register_secrets(settings_secrets(settings))
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RedactingFilter())
+    if settings.log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(settings.log_level)
+    for name in ("rq.worker", "rq.scheduler", "rq.queue"):
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True

@@ -1,0 +1,64 @@
+"""RQ policy: queue names, worker timings and per-job enqueue presets, in one place.
+
+Both processes read this module: the web enqueues ``drain_inbox`` by dotted path with
+``JOB_PRESETS["ingest"]``; the worker builds its ``HerokuWorker`` from ``WORKER``. The timings
+are chosen so a job from a killed worker is recovered in under 3 minutes (RQ's defaults take
+about 13.5) and a replacement worker takes over the scheduler in under 2 (see
+shared/reference/reliability.md section 3):
+
+- heartbeats every ``job_monitoring_interval`` (10 s) put an abandoned job's registry expiry at
+  most 70 s after the kill;
+- an idle worker wakes every ``worker_ttl - 15`` (15 s) and runs maintenance every 20 s, which
+  both collects abandoned jobs and re-tries the 61 s scheduler lock.
+Worst case: 70 + 20 + 15 = 105 s for a job, 61 + 20 + 15 = 96 s for the scheduler.
+
+``rq worker -c config.rq`` reads the upper-case names below as well.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rq import Retry
+
+QUEUE_INGEST = "igrelay-ingest"
+QUEUE_FETCH = "igrelay-fetch"
+QUEUE_SINKS = "igrelay-sinks"
+QUEUE_DEFAULT = "igrelay-default"
+# Order is priority: acknowledge-side work first, then deliveries, then Graph calls.
+QUEUES = [QUEUE_INGEST, QUEUE_SINKS, QUEUE_FETCH, QUEUE_DEFAULT]
+
+SERIALIZER = "rq.serializers.JSONSerializer"
+WORKER_CLASS = "rq.worker.HerokuWorker"
+WORKER = {
+    "worker_ttl": 30,
+    "job_monitoring_interval": 10,
+    "maintenance_interval": 20,
+}
+
+DAY = 86400
+
+
+def _retry(*intervals: int) -> Retry:
+    return Retry(max=len(intervals), interval=list(intervals))
+
+
+def presets() -> dict[str, dict[str, Any]]:
+    """Enqueue keyword presets per kind of job (fresh ``Retry`` objects each call)."""
+    return {
+        # Draining is idempotent and cheap: retry soon, keep failures a week for `igrelay failed`.
+        "ingest": {"retry": _retry(5, 15, 60, 300, 900), "job_timeout": 120,
+                   "result_ttl": 60, "failure_ttl": 7 * DAY},
+        "fetch": {"retry": _retry(30, 120, 600, 1800, 3600), "job_timeout": 300,
+                  "result_ttl": 300, "failure_ttl": 7 * DAY},
+        # Sink deliveries span about a day of retries before they are dead-lettered.
+        "deliver": {"retry": _retry(10, 60, 300, 1800, 7200, 18000, 36000, 36000), "job_timeout": 120,
+                    "result_ttl": 60, "failure_ttl": 14 * DAY},
+        "tick": {"retry": _retry(2, 5), "job_timeout": 60, "result_ttl": 120, "failure_ttl": DAY},
+        "periodic": {"retry": _retry(60, 600, 1800), "job_timeout": 600,
+                     "result_ttl": 600, "failure_ttl": 7 * DAY},
+    }
+
+
+# Names `rq worker -c config.rq` understands.
+REDIS_URL = None  # taken from the environment by igrelay's own command

@@ -1,0 +1,231 @@
+"""igrelay's settings: the one place that reads the environment.
+
+``Settings.from_env()`` reads ``os.environ`` over an optional ``.env`` file in the working
+directory and the optional TOML file named by ``IGRELAY_CONFIG``. Every value is checked here;
+a bad one raises ``ConfigError`` whose text is one line naming the variable.
+Secrets are kept out of ``repr()`` so a logged ``Settings`` leaks nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+DEFAULT_GRAPH_API_URL = "https://graph.instagram.com"
+DEFAULT_GRAPH_API_VERSION = "v25.0"
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or wrong; the text names the variable."""
+
+
+def parse_duration(name: str, raw: str) -> int:
+    """Seconds from ``30``, ``90s``, ``10m``, ``6h`` or ``7d``."""
+    match = _DURATION.match(raw)
+    if not match:
+        raise ConfigError(f"{name}: {raw!r} is not a duration (use 30, 90s, 10m, 6h or 7d)")
+    return int(float(match.group(1)) * _UNITS[match.group(2)])
+
+
+def parse_schedule(name: str, raw: str) -> tuple[int, ...]:
+    """Sorted, de-duplicated positive offsets from a comma-separated list of durations."""
+    parts = [p for p in (s.strip() for s in raw.split(",")) if p]
+    offsets = sorted({parse_duration(name, p) for p in parts})
+    if any(o <= 0 for o in offsets):
+        raise ConfigError(f"{name}: every offset must be greater than zero")
+    return tuple(offsets)
+
+
+def _parse_int(name: str, raw: str, minimum: int = 0) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: {raw!r} is not a whole number") from None
+    if value < minimum:
+        raise ConfigError(f"{name}: must be at least {minimum}, got {value}")
+    return value
+
+
+def _parse_tokens(name: str, raw: str) -> dict[str, str]:
+    tokens: dict[str, str] = {}
+    for item in (s.strip() for s in raw.split(",")):
+        if not item:
+            continue
+        account, sep, token = item.partition("=")
+        if not sep or not account.strip().isdigit() or not token.strip():
+            # Never echo the item: it holds a token.
+            raise ConfigError(f"{name}: expected ACCOUNT_ID=TOKEN pairs separated by commas")
+        tokens[account.strip()] = token.strip()
+    return tokens
+
+
+def _parse_http_url(name: str, raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{name}: {raw!r} is not an http(s) URL")
+    return raw.rstrip("/")
+
+
+def _parse_redis_url(name: str, raw: str) -> str:
+    if urlsplit(raw).scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(f"{name}: expected a redis://, rediss:// or unix:// URL")
+    return raw
+
+
+def _read_toml(name: str, path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot read {path!r} ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{name}: {path!r} is not valid TOML ({exc})") from None
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password or path secret replaced, for logs and ``check`` output."""
+    parts = urlsplit(url)
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    if parts.username:
+        netloc = f"{parts.username}:***@{netloc}" if parts.password else f"{parts.username}@{netloc}"
+    path = parts.path
+    if parts.scheme in ("slack", "http", "https") and len(path) > 12:
+        path = path[:12] + "…"
+    query = f"?{parts.query}" if parts.query and parts.scheme == "redis" else ""
+    return f"{parts.scheme}://{netloc}{path}{query}" if netloc or path else f"{parts.scheme}:"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Typed, validated configuration (see CONTRACT.md section 2)."""
+
+    app_secrets: tuple[str, ...] = field(default=(), repr=False)
+    verify_token: str | None = field(default=None, repr=False)
+    redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)
+    graph_api_url: str = DEFAULT_GRAPH_API_URL
+    graph_api_version: str = DEFAULT_GRAPH_API_VERSION
+    access_token: str | None = field(default=None, repr=False)
+    access_tokens: Mapping[str, str] = field(default_factory=dict, repr=False)
+    sinks: tuple[str, ...] = field(default=("sqlite:///igrelay.sqlite3",), repr=False)
+    config: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    debounce_seconds: int = 30
+    refresh_schedule: tuple[int, ...] = (3600, 21600, 86400, 259200, 604800)
+    poll_interval: int = 600
+    max_body_bytes: int = 4 * 1024 * 1024
+    port: int = 8000
+    web_concurrency: int = 2
+    log_level: str = "INFO"
+    log_format: str = "json"
+    sink_secret: str | None = field(default=None, repr=False)
+    sink_allow_private: bool = False
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, dotenv: bool = True) -> Settings:
+        """Settings from ``environ`` (default ``os.environ`` over ``./.env``)."""
+        env = dict(_dotenv_values() if dotenv and environ is None else {})
+        env.update(os.environ if environ is None else environ)
+        return cls._from_mapping({k: v for k, v in env.items() if v is not None})
+
+    @classmethod
+    def _from_mapping(cls, env: Mapping[str, str]) -> Settings:
+        get = env.get
+        version = get("GRAPH_API_VERSION", DEFAULT_GRAPH_API_VERSION).strip()
+        if not re.fullmatch(r"v\d+\.\d+", version):
+            raise ConfigError(f"GRAPH_API_VERSION: {version!r} is not a version like v25.0")
+        level = get("LOG_LEVEL", "INFO").strip().upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ConfigError(f"LOG_LEVEL: {level!r} is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        fmt = get("LOG_FORMAT", "").strip().lower() or ("text" if sys.stderr.isatty() else "json")
+        if fmt not in ("json", "text"):
+            raise ConfigError(f"LOG_FORMAT: {fmt!r} is not json or text")
+        sinks = tuple(s.strip() for s in get("IGRELAY_SINKS", "sqlite:///igrelay.sqlite3").split(",") if s.strip())
+        if not sinks:
+            raise ConfigError("IGRELAY_SINKS: give at least one sink URL")
+        config_path = get("IGRELAY_CONFIG", "").strip()
+        config = _read_toml("IGRELAY_CONFIG", config_path) if config_path else {}
+        return cls(
+            app_secrets=tuple(s.strip() for s in get("META_APP_SECRET", "").split(",") if s.strip()),
+            verify_token=get("META_VERIFY_TOKEN", "").strip() or None,
+            redis_url=_parse_redis_url("REDIS_URL", get("REDIS_URL", "redis://127.0.0.1:6379/0").strip()),
+            graph_api_url=_parse_http_url("GRAPH_API_URL", get("GRAPH_API_URL", DEFAULT_GRAPH_API_URL).strip()),
+            graph_api_version=version,
+            access_token=get("IG_ACCESS_TOKEN", "").strip() or None,
+            access_tokens=_parse_tokens("IG_ACCESS_TOKENS", get("IG_ACCESS_TOKENS", "")),
+            sinks=sinks,
+            config=config,
+            debounce_seconds=parse_duration("IGRELAY_DEBOUNCE_SECONDS", get("IGRELAY_DEBOUNCE_SECONDS", "30")),
+            refresh_schedule=parse_schedule(
+                "IGRELAY_REFRESH_SCHEDULE", get("IGRELAY_REFRESH_SCHEDULE", "1h,6h,24h,72h,7d")
+            ),
+            poll_interval=parse_duration("IGRELAY_POLL_INTERVAL", get("IGRELAY_POLL_INTERVAL", "10m")),
+            max_body_bytes=_parse_int("IGRELAY_MAX_BODY_BYTES", get("IGRELAY_MAX_BODY_BYTES", "4194304"), 1),
+            port=_parse_int("PORT", get("PORT", "8000"), 1),
+            web_concurrency=_parse_int("WEB_CONCURRENCY", get("WEB_CONCURRENCY", "2"), 1),
+            log_level=level,
+            log_format=fmt,
+            sink_secret=get("IGRELAY_SINK_SECRET", "").strip() or None,
+            sink_allow_private=_parse_bool("IGRELAY_SINK_ALLOW_PRIVATE", get("IGRELAY_SINK_ALLOW_PRIVATE", "")),
+        )
+
+    def require_web(self) -> Settings:
+        """Raise unless what ``web`` needs is set."""
+        if not self.app_secrets:
+            raise ConfigError("META_APP_SECRET: not set; the webhook cannot verify deliveries without it")
+        if not self.verify_token:
+            raise ConfigError("META_VERIFY_TOKEN: not set; the subscription handshake needs it")
+        return self
+
+    def token_for(self, account_id: str) -> str | None:
+        """The access token for ``account_id``: its own, else ``IG_ACCESS_TOKEN``."""
+        return self.access_tokens.get(account_id) or self.access_token
+
+    @property
+    def accounts(self) -> tuple[str, ...]:
+        """Accounts named in ``IG_ACCESS_TOKENS`` (polled and refreshed on schedule)."""
+        return tuple(self.access_tokens)
+
+    @property
+    def graph_base(self) -> str:
+        """``GRAPH_API_URL`` joined with the pinned version, e.g. ``https://graph.instagram.com/v25.0``."""
+        return f"{self.graph_api_url}/{self.graph_api_version}"
+
+    @property
+    def is_instagram_login(self) -> bool:
+        """True unless the Graph host is graph.facebook.com (Facebook Login)."""
+        return "graph.facebook.com" not in self.graph_api_url
+
+    def section(self, name: str) -> Mapping[str, Any]:
+        """A table of the TOML config (``{}`` when absent)."""
+        value = self.config.get(name, {})
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"IGRELAY_CONFIG: [{name}] must be a table")
+        return value
+
+
+def _parse_bool(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigError(f"{name}: {raw!r} is not true or false")
+
+
+def _dotenv_values() -> dict[str, str]:
+    path = Path.cwd() / ".env"
+    if not path.is_file():
+        return {}
+    from dotenv import dotenv_values
+
+    return {k: v for k, v in dotenv_values(path).items() if v is not None}

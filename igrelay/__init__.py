@@ -1,0 +1,1 @@
+"""igrelay: Meta (Instagram) webhooks in, fresh Instagram insights out."""

@@ -1,0 +1,85 @@
+"""``/metrics``: Prometheus text built from the shared Redis counters and queue depths."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from redis import Redis
+from redis.exceptions import RedisError
+
+from config import stats
+from config.rq import QUEUES
+
+HELP = {
+    "igrelay_deliveries_total": "Webhook POSTs by outcome",
+    "igrelay_handshakes_total": "Subscription handshakes by outcome",
+    "igrelay_changes_total": "Changes parsed from deliveries, by field and outcome",
+    "igrelay_fetch_coalesced_total": "Fetch requests folded into an already pending fetch",
+    "igrelay_jobs_total": "igrelay jobs by name and outcome",
+    "igrelay_graph_calls_total": "Graph API calls by outcome and account",
+    "igrelay_rate_limit_pauses_total": "Accounts paused because Meta throttled them",
+    "igrelay_records_total": "Records emitted, by kind",
+    "igrelay_sink_deliveries_total": "Record deliveries by sink and outcome",
+}
+
+
+class RedisStatsCollector:
+    """Reads ``igrelay:stats`` and RQ's queues on every scrape."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("igrelay_redis_up", "1 when Redis answered this scrape")
+        try:
+            raw = self.redis.hgetall(stats.STATS_KEY)
+            depths = self._depths()
+        except RedisError:
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        yield from self._counters(raw)
+        yield depths
+
+    def _counters(self, raw: dict[bytes, bytes]) -> Iterator[Metric]:
+        grouped: dict[str, list[tuple[dict[str, str], int]]] = defaultdict(list)
+        for key, value in raw.items():
+            name, labels = stats.parse_field(key.decode())
+            grouped[name].append((labels, int(value)))
+        for name, samples in sorted(grouped.items()):
+            label_names = sorted({k for labels, _ in samples for k in labels})
+            family = CounterMetricFamily(name.removesuffix("_total"), HELP.get(name, name), labels=label_names)
+            for labels, value in samples:
+                family.add_metric([labels.get(k, "") for k in label_names], value)
+            yield family
+
+    def _depths(self) -> GaugeMetricFamily:
+        gauge = GaugeMetricFamily("igrelay_queue_depth", "Items waiting, by queue", labels=["queue"])
+        pipe = self.redis.pipeline(transaction=False)
+        for name in QUEUES:
+            pipe.llen(f"rq:queue:{name}")
+        for name in QUEUES:
+            pipe.zcard(f"rq:failed:{name}")
+        pipe.xlen("igrelay:inbox")
+        pipe.zcard("igrelay:fetch:due")
+        values = pipe.execute()
+        n = len(QUEUES)
+        for name, value in zip(QUEUES, values[:n], strict=True):
+            gauge.add_metric([name], value)
+        for name, value in zip(QUEUES, values[n : 2 * n], strict=True):
+            gauge.add_metric([f"{name}:failed"], value)
+        gauge.add_metric(["inbox"], values[-2])
+        gauge.add_metric(["fetch_due"], values[-1])
+        return gauge
+
+
+def render(redis: Redis) -> bytes:
+    """The exposition text for one scrape."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(RedisStatsCollector(redis))  # type: ignore[arg-type]
+    return generate_latest(registry)

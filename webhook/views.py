@@ -1,0 +1,85 @@
+"""Thin views: verify, store, answer. The web process never calls the Graph API."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response, current_app, request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from webhook import meta
+from webhook.metrics import render
+from webhook.store import DeliveryStore, StoreUnavailable
+
+bp = Blueprint("webhook", __name__)
+log = logging.getLogger("igrelay.webhook")
+_OK = b'{"status":"ok"}'
+
+
+def _ctx() -> dict:
+    return current_app.extensions["igrelay"]  # type: ignore[no-any-return]
+
+
+def _answer(status: int, message: str) -> Response:
+    return Response(message + "\n", status=status, mimetype="text/plain")
+
+
+@bp.get("/webhook")
+def handshake() -> Response:
+    """Meta's subscription handshake: echo ``hub.challenge`` for the right verify token."""
+    try:
+        challenge = meta.handshake(request.args, _ctx()["settings"].verify_token)
+    except meta.HandshakeError as exc:
+        log.info("handshake refused", extra={"status": exc.status})
+        return _answer(exc.status, str(exc))
+    log.info("handshake answered")
+    response = Response(challenge, status=200, mimetype="text/plain")
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@bp.post("/webhook")
+def receive() -> Response:
+    """Size, signature over the raw bytes, envelope, durable store, then 200."""
+    store: DeliveryStore = _ctx()["store"]
+    try:
+        body = request.get_data(cache=False)
+        index = meta.verify_signature(body, request.headers.getlist("X-Hub-Signature-256"),
+                                      _ctx()["settings"].app_secrets)
+        envelope = meta.parse_envelope(body)
+        entry_id = store.put(body)
+    except RequestEntityTooLarge:
+        store.count("too_large")
+        return _answer(413, "body too large")
+    except meta.WebhookError as exc:
+        outcome = "bad_signature" if exc.status == 401 else "bad_payload"
+        store.count(outcome)
+        log.info("delivery refused", extra={"outcome": outcome, "status": exc.status})
+        return _answer(exc.status, "invalid signature" if exc.status == 401 else str(exc))
+    except StoreUnavailable as exc:
+        log.error("delivery not stored: Redis unavailable (%s)", exc, extra={"outcome": "unavailable"})
+        response = _answer(503, "temporarily unavailable")
+        response.headers["Retry-After"] = "5"
+        return response
+    log.info("delivery stored", extra={"delivery": entry_id, "entries": envelope.entries,
+                                       "secret": index, "bytes": len(body)})
+    return Response(_OK, status=200, mimetype="application/json")
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    """Alive while the process runs."""
+    return _answer(200, "ok")
+
+
+@bp.get("/readyz")
+def readyz() -> Response:
+    """Ready when Redis answers."""
+    store: DeliveryStore = _ctx()["store"]
+    return _answer(200, "ready") if store.ping() else _answer(503, "redis unavailable")
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    """Prometheus text exposition."""
+    return Response(render(_ctx()["redis"]), mimetype="text/plain; version=0.0.4; charset=utf-8")

@@ -1,0 +1,159 @@
+"""Deliveries out of the inbox stream, into deduped changes, records and fetch requests.
+
+The inbox is a Redis stream read through the consumer group ``ingest``, so several workers
+share it and entries a killed worker had read are claimed again after ``CLAIM_IDLE_MS``.
+Per batch of entries: one pipeline marks every change as seen (``SET NX GET``, 72 h), one MULTI
+emits the records, requests the fetches, counts, and acknowledges the entries. A change's seen
+mark holds the entry id that claimed it, so re-reading the same entry after a crash re-emits its
+changes (keyed sinks store them once) instead of losing them as "duplicates".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis import Redis
+from redis.exceptions import ResponseError
+
+from config import stats
+from config.settings import Settings
+from workers import delivery, records, schedule
+from workers.changes import MEDIA_FIELDS, Change, MalformedDelivery, iter_changes
+
+INBOX_KEY = "igrelay:inbox"
+PENDING_KEY = "igrelay:inbox:pending"
+GROUP = "ingest"
+SEEN_TTL = 72 * 3600  # longer than Meta's 36 h of retries, twice over
+CLAIM_IDLE_MS = 60_000
+BATCH = 200
+
+log = logging.getLogger("igrelay.ingest")
+
+
+@dataclass
+class DrainResult:
+    """What one drain did, for logs and tests."""
+
+    deliveries: int = 0
+    changes: Counter[str] = field(default_factory=Counter)
+    records: int = 0
+    fetches: int = 0
+
+
+def ensure_group(redis: Redis) -> None:
+    """Create the consumer group (and the stream) once."""
+    try:
+        redis.xgroup_create(INBOX_KEY, GROUP, id="0", mkstream=True)
+    except ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+def drain(redis: Redis, settings: Settings, consumer: str, max_seconds: float = 60.0) -> DrainResult:
+    """Process inbox entries until none are left (or ``max_seconds`` pass)."""
+    ensure_group(redis)
+    redis.delete(PENDING_KEY)
+    result = DrainResult()
+    deadline = time.monotonic() + max_seconds
+    while time.monotonic() < deadline:
+        entries = _claim_stale(redis, consumer) or _read_new(redis, consumer)
+        if not entries:
+            break
+        process_batch(redis, settings, entries, result)
+    return result
+
+
+def _claim_stale(redis: Redis, consumer: str) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    _next, claimed, *_ = redis.xautoclaim(INBOX_KEY, GROUP, consumer, CLAIM_IDLE_MS, "0-0", count=BATCH)
+    return [(eid, data) for eid, data in claimed if data]
+
+
+def _read_new(redis: Redis, consumer: str) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    answer = redis.xreadgroup(GROUP, consumer, {INBOX_KEY: ">"}, count=BATCH)
+    return list(answer[0][1]) if answer else []
+
+
+def process_batch(redis: Redis, settings: Settings, entries: list[Any], result: DrainResult) -> None:
+    """Dedupe, emit and acknowledge one batch of stream entries."""
+    parsed = [(_text(eid), _changes(data)) for eid, data in entries]
+    fresh = _dedupe(redis, parsed)
+    captured_at = records.now_iso()
+    out = [_record(change, captured_at) for change in fresh]
+    wanted = sorted({(c.account_id, c.media_id, c.field) for c in fresh if c.field in MEDIA_FIELDS and c.media_id})
+    due_at = time.time() + settings.debounce_seconds
+    pipe = redis.pipeline(transaction=True)
+    pipe.multi()  # explicit, as RQ's enqueue into a caller's pipeline expects
+    for account_id, media_id, trigger in wanted:  # first, so their answers lead the results
+        schedule.request_fetch(pipe, account_id, media_id, trigger, due_at)
+    delivery.emit(redis, settings, out, pipeline=pipe)
+    counts = _counts(parsed, fresh)
+    for (label, outcome), n in counts.items():
+        stats.incr(pipe, "igrelay_changes_total", n, field=label, outcome=outcome)
+    ids = [eid for eid, _ in entries]
+    pipe.xack(INBOX_KEY, GROUP, *ids)
+    pipe.xdel(INBOX_KEY, *ids)
+    answers = pipe.execute()
+    folded = len(wanted) - sum(int(a) for a in answers[: len(wanted)])
+    if folded:
+        stats.incr(redis, "igrelay_fetch_coalesced_total", folded)
+    result.deliveries += len(entries)
+    result.changes.update({f"{label}:{outcome}": n for (label, outcome), n in counts.items()})
+    result.records += len(out)
+    result.fetches += len(wanted) - folded
+    log.info("ingested batch", extra={"deliveries": len(entries), "changes": len(fresh), "records": len(out),
+                                      "fetch_requests": len(wanted), "coalesced": folded})
+
+
+def _counts(parsed: list[tuple[str, list[Change]]], fresh: list[Change]) -> Counter[tuple[str, str]]:
+    fresh_ids = {id(c) for c in fresh}
+    counts: Counter[tuple[str, str]] = Counter()
+    for _eid, changes in parsed:
+        for change in changes:
+            if not change.known:
+                counts["unknown", "ignored"] += 1
+            else:
+                counts[change.field, "new" if id(change) in fresh_ids else "duplicate"] += 1
+    return counts
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _changes(data: dict[bytes, bytes]) -> list[Change]:
+    try:
+        return list(iter_changes(data.get(b"b", b"")))
+    except MalformedDelivery:
+        log.error("stored delivery is not a Meta envelope; dropped")
+        return []
+
+
+def _dedupe(redis: Redis, parsed: list[tuple[str, list[Change]]]) -> list[Change]:
+    """Known changes not seen before (or claimed by this same entry before a crash)."""
+    candidates = [(eid, c) for eid, changes in parsed for c in changes if c.known]
+    pipe = redis.pipeline(transaction=False)
+    for eid, change in candidates:
+        pipe.set(_seen_key(change.key), eid, nx=True, get=True, ex=SEEN_TTL)
+    claims = pipe.execute() if candidates else []
+    fresh, taken = [], set()
+    for (eid, change), previous in zip(candidates, claims, strict=True):
+        mine = previous is None or _text(previous) == eid
+        if mine and change.key not in taken:
+            taken.add(change.key)
+            fresh.append(change)
+    return fresh
+
+
+def _seen_key(key: str) -> str:
+    return "igrelay:seen:" + hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()
+
+
+def _record(change: Change, captured_at: str) -> records.Record:
+    if change.field == "story_insights":
+        return records.story_insights_from_webhook(change, captured_at)
+    return records.webhook_event(change, captured_at)

@@ -1,0 +1,186 @@
+"""Records, the one shape every sink receives (CONTRACT.md section 5), built in one place.
+
+A record's ``id`` is a hash of what it states (kind, account, subject and payload), never of
+when it was made, so the same fact delivered twice, or re-made by a retried job, has the same
+id and keyed sinks store it once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from workers.changes import Change
+
+Record = dict[str, Any]
+# story_insights webhook: "-1" stands for a count below 5. https://developers.facebook.com/docs/instagram-platform/webhooks
+FEWER_THAN_5 = "fewer_than_5"
+
+
+def now_iso() -> str:
+    """ISO-8601 UTC, seconds precision, ``Z`` suffix."""
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def record_id(kind: str, *parts: Any) -> str:
+    """Stable idempotency key from the record's kind and content."""
+    blob = json.dumps([kind, *parts], sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def webhook_event(change: Change, captured_at: str | None = None) -> Record:
+    """A ``webhook_event`` record for any known change."""
+    event = normalize_event(change)
+    record: Record = {
+        "kind": "webhook_event",
+        "id": record_id("webhook_event", change.key),
+        "account_id": change.account_id,
+        "captured_at": captured_at or now_iso(),
+        "trigger": change.field,
+        "event": event,
+    }
+    if change.media_id:
+        record["media_id"] = change.media_id
+    return record
+
+
+def normalize_event(change: Change) -> dict[str, Any]:
+    """The change reduced to field, ids, text and author, across comment and messaging shapes."""
+    v = change.value
+    event: dict[str, Any] = {"field": change.field}
+    if change.time is not None:
+        event["time"] = datetime.fromtimestamp(change.time, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    if change.field in ("comments", "live_comments", "mentions"):
+        _put(event, "comment_id", v.get("id") or v.get("comment_id"))
+        _put(event, "parent_id", v.get("parent_id"))
+        _put(event, "media_id", change.media_id)
+        media = v.get("media") if isinstance(v.get("media"), dict) else {}
+        _put(event, "media_product_type", media.get("media_product_type"))
+        _put(event, "text", v.get("text"))
+        _put(event, "from", _author(v.get("from")))
+        if change.field == "mentions":
+            event["mention"] = True
+        return event
+    message = v.get("message") if isinstance(v.get("message"), dict) else {}
+    _put(event, "message_id", message.get("mid") or _nested(v, "reaction", "mid") or _nested(v, "read", "mid"))
+    _put(event, "text", message.get("text"))
+    _put(event, "from", _author(v.get("sender")))
+    _put(event, "to", _author(v.get("recipient")))
+    for flag in ("is_echo", "is_deleted"):
+        if message.get(flag):
+            event[flag] = True
+    for extra in ("reaction", "postback", "referral"):
+        if isinstance(v.get(extra), dict):
+            event[extra] = {k: x for k, x in v[extra].items() if isinstance(x, (str, int, float, bool))}
+    return event
+
+
+def story_insights_from_webhook(change: Change, captured_at: str | None = None) -> Record:
+    """A ``story_insights`` record from the payload itself; ``-1`` becomes "fewer than 5"."""
+    metrics: dict[str, float] = {}
+    unavailable: dict[str, str] = {}
+    for name, value in change.value.items():
+        if name == "media_id" or not isinstance(value, (int, float)) or isinstance(value, bool):
+            continue
+        if value == -1:
+            unavailable[name] = FEWER_THAN_5
+        else:
+            metrics[name] = value
+    media_id = str(change.value.get("media_id", ""))
+    return {
+        "kind": "story_insights",
+        "id": record_id("story_insights", change.account_id, media_id, metrics, unavailable),
+        "account_id": change.account_id,
+        "captured_at": captured_at or now_iso(),
+        "trigger": "story_insights",
+        "media_id": media_id,
+        "media_type": None,
+        "media_product_type": "STORY",
+        "permalink": None,
+        "media_timestamp": None,
+        "metrics": metrics,
+        "unavailable": unavailable,
+    }
+
+
+def media_insights(
+    account_id: str,
+    media: Mapping[str, Any],
+    metrics: Mapping[str, float],
+    unavailable: Mapping[str, str],
+    trigger: str,
+    captured_at: str | None = None,
+) -> Record:
+    """A ``media_insights`` record (or ``story_insights`` for a story) from a Graph fetch.
+
+    ``media`` holds the Graph media node: id, media_type, media_product_type, permalink, timestamp.
+    """
+    kind = "story_insights" if media.get("media_product_type") == "STORY" else "media_insights"
+    media_id = str(media["id"])
+    return {
+        "kind": kind,
+        "id": record_id(kind, account_id, media_id, dict(metrics), dict(unavailable)),
+        "account_id": account_id,
+        "captured_at": captured_at or now_iso(),
+        "trigger": trigger,
+        "media_id": media_id,
+        "media_type": media.get("media_type"),
+        "media_product_type": media.get("media_product_type"),
+        "permalink": media.get("permalink"),
+        "media_timestamp": _iso(media.get("timestamp")),
+        "metrics": dict(metrics),
+        "unavailable": dict(unavailable),
+    }
+
+
+def account_insights(
+    account_id: str,
+    day: str,
+    metrics: Mapping[str, float],
+    unavailable: Mapping[str, str],
+    trigger: str,
+    captured_at: str | None = None,
+) -> Record:
+    """An ``account_insights`` record for the day ``day`` (``YYYY-MM-DD``, UTC)."""
+    return {
+        "kind": "account_insights",
+        "id": record_id("account_insights", account_id, day, dict(metrics), dict(unavailable)),
+        "account_id": account_id,
+        "captured_at": captured_at or now_iso(),
+        "trigger": trigger,
+        "day": day,
+        "metrics": dict(metrics),
+        "unavailable": dict(unavailable),
+    }
+
+
+def _iso(raw: Any) -> str | None:
+    """Meta's ``2026-11-20T10:00:00+0000`` as ``2026-11-20T10:00:00Z``."""
+    if not raw:
+        return None
+    try:
+        return datetime.strptime(str(raw), "%Y-%m-%dT%H:%M:%S%z").astimezone(UTC).isoformat().replace("+00:00", "Z")
+    except ValueError:
+        return str(raw)
+
+
+def _put(target: dict[str, Any], key: str, value: Any) -> None:
+    if value not in (None, "", {}):
+        target[key] = str(value) if key.endswith("_id") else value
+
+
+def _nested(value: Mapping[str, Any], outer: str, inner: str) -> Any:
+    obj = value.get(outer)
+    return obj.get(inner) if isinstance(obj, dict) else None
+
+
+def _author(raw: Any) -> dict[str, str] | None:
+    if not isinstance(raw, dict):
+        return None
+    out = {k: str(raw[k]) for k in ("id", "username") if raw.get(k)}
+    if raw.get("self_ig_scoped_id"):
+        out["self"] = "true"
+    return out or None

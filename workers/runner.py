@@ -1,0 +1,28 @@
+"""``igrelay worker``: an RQ ``HerokuWorker`` with the scheduler, on every igrelay queue."""
+
+from __future__ import annotations
+
+from rq.worker import HerokuWorker
+
+from config.logs import setup_logging
+from config.rq import QUEUES, SERIALIZER, WORKER
+from config.settings import Settings
+from workers import context, ingest, ticker
+
+
+def build_worker(settings: Settings, name: str | None = None) -> HerokuWorker:
+    """The worker the Procfile runs, with igrelay's timings (see ``config/rq.py``)."""
+    redis = context.connect(settings)
+    context.install(context.Context(settings, redis))
+    ingest.ensure_group(redis)
+    ticker.ensure(redis)
+    return HerokuWorker(
+        QUEUES, name=name, connection=redis, serializer=SERIALIZER, log_job_description=False, **WORKER
+    )
+
+
+def run_worker(settings: Settings, burst: bool = False, name: str | None = None) -> bool:
+    """Work until stopped (or until the queues are empty with ``burst``)."""
+    setup_logging(settings)
+    worker = build_worker(settings, name)
+    return worker.work(burst=burst, with_scheduler=True, logging_level=settings.log_level)

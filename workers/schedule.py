@@ -1,0 +1,36 @@
+"""When each media is fetched next: one sorted set, earliest time wins.
+
+``igrelay:fetch:due`` maps ``ACCOUNT:MEDIA`` to the time its next fetch is due. A request only
+ever moves that time earlier, so a burst of comments inside the debounce window makes one
+fetch (the first sets the time, the rest fold into it), and a comment never pushes back an
+earlier scheduled refresh. The dispatcher removes a member when it claims it, so a request
+that arrives during a running fetch schedules exactly one more.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+DUE_KEY = "igrelay:fetch:due"
+TRIGGER_KEY = "igrelay:fetch:trigger"
+
+# Returns 1 when the fetch was scheduled or moved earlier, 0 when folded into a pending one.
+_REQUEST_LUA = """
+local cur = redis.call('ZSCORE', KEYS[1], ARGV[2])
+if (not cur) or tonumber(cur) > tonumber(ARGV[1]) then
+  redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+  redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+  return 1
+end
+return 0
+"""
+
+
+def member(account_id: str, media_id: str) -> str:
+    """The sorted-set member for one media of one account."""
+    return f"{account_id}:{media_id}"
+
+
+def request_fetch(redis: Any, account_id: str, media_id: str, trigger: str, due_at: float) -> Any:
+    """Ask for a fetch of ``media_id`` no later than ``due_at`` (``redis`` may be a pipeline)."""
+    return redis.eval(_REQUEST_LUA, 2, DUE_KEY, TRIGGER_KEY, f"{due_at:.3f}", member(account_id, media_id), trigger)
