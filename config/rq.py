@@ -47,16 +47,22 @@ def presets() -> dict[str, dict[str, Any]]:
     """Enqueue keyword presets per kind of job (fresh ``Retry`` objects each call)."""
     return {
         # Draining is idempotent and cheap: retry soon, keep failures a week for `igrelay failed`.
-        "ingest": {"retry": _retry(5, 15, 60, 300, 900), "job_timeout": 120,
-                   "result_ttl": 60, "failure_ttl": 7 * DAY},
-        "fetch": {"retry": _retry(30, 120, 600, 1800, 3600), "job_timeout": 300,
-                  "result_ttl": 300, "failure_ttl": 7 * DAY},
+        "ingest": {"retry": _retry(5, 15, 60, 300, 900), "job_timeout": 120, "result_ttl": 60, "failure_ttl": 7 * DAY},
+        "fetch": {
+            "retry": _retry(30, 120, 600, 1800, 3600),
+            "job_timeout": 300,
+            "result_ttl": 300,
+            "failure_ttl": 7 * DAY,
+        },
         # Sink deliveries span about a day of retries before they are dead-lettered.
-        "deliver": {"retry": _retry(10, 60, 300, 1800, 7200, 18000, 36000, 36000), "job_timeout": 120,
-                    "result_ttl": 60, "failure_ttl": 14 * DAY},
+        "deliver": {
+            "retry": _retry(10, 60, 300, 1800, 7200, 18000, 36000, 36000),
+            "job_timeout": 120,
+            "result_ttl": 60,
+            "failure_ttl": 14 * DAY,
+        },
         "tick": {"retry": _retry(2, 5), "job_timeout": 60, "result_ttl": 120, "failure_ttl": DAY},
-        "periodic": {"retry": _retry(60, 600, 1800), "job_timeout": 600,
-                     "result_ttl": 600, "failure_ttl": 7 * DAY},
+        "periodic": {"retry": _retry(60, 600, 1800), "job_timeout": 600, "result_ttl": 600, "failure_ttl": 7 * DAY},
     }
 
 

@@ -44,11 +44,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Meta (Instagram) webhooks in, fresh Instagram insights out, to the sinks you choose.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    web = sub.add_parser("web", help="run the production web server (gunicorn), as the Procfile does",
-                         description="Serve the webhook app with gunicorn on 0.0.0.0:$PORT (config/gunicorn.conf.py).")
+    web = sub.add_parser(
+        "web",
+        help="run the production web server (gunicorn), as the Procfile does",
+        description="Serve the webhook app with gunicorn on 0.0.0.0:$PORT (config/gunicorn.conf.py).",
+    )
     web.set_defaults(handler=cmd_web)
-    worker = sub.add_parser("worker", help="run the production RQ worker with the scheduler",
-                            description="Run an RQ HerokuWorker with the scheduler on every igrelay queue.")
+    worker = sub.add_parser(
+        "worker",
+        help="run the production RQ worker with the scheduler",
+        description="Run an RQ HerokuWorker with the scheduler on every igrelay queue.",
+    )
     worker.add_argument("--burst", action="store_true", help="exit when the queues are empty")
     worker.add_argument("--name", help="worker name (default: RQ picks one)")
     worker.set_defaults(handler=cmd_worker)

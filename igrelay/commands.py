@@ -20,9 +20,11 @@ DEMO_MEDIA = "18000000000000101"
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add every sub-command's parser to ``sub``."""
     sim = sub.add_parser(
-        "simulate", help="send a correctly signed sample delivery to a running igrelay",
+        "simulate",
+        help="send a correctly signed sample delivery to a running igrelay",
         description="Send a realistic delivery of FIELD, signed with the first META_APP_SECRET, "
-                    "to a running igrelay and print what was sent and the answer.")
+        "to a running igrelay and print what was sent and the answer.",
+    )
     sim.add_argument("field", metavar="FIELD", choices=payloads.FIELDS, help=", ".join(payloads.FIELDS))
     sim.add_argument("--url", help="webhook URL (default http://127.0.0.1:$PORT/webhook)")
     sim.add_argument("--account", default=DEMO_ACCOUNT, help="Instagram account id (entry.id)")
@@ -63,6 +65,8 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
         if sys.stderr.isatty():
             print(file=sys.stderr)
     ok = statuses.count(200)
-    print(f"{ok}/{len(statuses)} deliveries answered 200 by {url}"
-          + ("" if ok == len(statuses) else f" (others: {sorted(set(statuses) - {200})})"))
+    print(
+        f"{ok}/{len(statuses)} deliveries answered 200 by {url}"
+        + ("" if ok == len(statuses) else f" (others: {sorted(set(statuses) - {200})})")
+    )
     return 0 if ok == len(statuses) else 1

@@ -29,19 +29,37 @@ def _next_id() -> str:
 def change(field: str, media_id: str, account_id: str) -> dict[str, Any]:
     """One ``changes[]`` item (or a ``messaging[]`` event for ``messages``) for ``field``."""
     if field in ("comments", "live_comments"):
-        return {"field": field, "value": {
-            "id": _next_id(), "from": {"id": "1234567890", "username": "some_user"},
-            "text": "Love this! ❤️ très bien", "media": {"id": media_id, "media_product_type": "FEED"}}}
+        return {
+            "field": field,
+            "value": {
+                "id": _next_id(),
+                "from": {"id": "1234567890", "username": "some_user"},
+                "text": "Love this! ❤️ très bien",
+                "media": {"id": media_id, "media_product_type": "FEED"},
+            },
+        }
     if field == "mentions":
         return {"field": "mentions", "value": {"media_id": media_id, "comment_id": _next_id()}}
     if field == "story_insights":
-        return {"field": "story_insights", "value": {
-            "media_id": media_id, "exits": 1, "replies": -1, "reach": 17, "taps_forward": 12, "taps_back": -1,
-            "impressions": 28}}
+        return {
+            "field": "story_insights",
+            "value": {
+                "media_id": media_id,
+                "exits": 1,
+                "replies": -1,
+                "reach": 17,
+                "taps_forward": 12,
+                "taps_back": -1,
+                "impressions": 28,
+            },
+        }
     if field == "messages":
-        return {"sender": {"id": "9876543210"}, "recipient": {"id": account_id},
-                "timestamp": int(time.time() * 1000),
-                "message": {"mid": "aWdfZAG1" + _next_id(), "text": "Hi there 👋"}}
+        return {
+            "sender": {"id": "9876543210"},
+            "recipient": {"id": account_id},
+            "timestamp": int(time.time() * 1000),
+            "message": {"mid": "aWdfZAG1" + _next_id(), "text": "Hi there 👋"},
+        }
     raise ValueError(f"unknown field {field!r} (one of {', '.join(FIELDS)})")
 
 

@@ -44,8 +44,9 @@ def receive() -> Response:
     store: DeliveryStore = _ctx()["store"]
     try:
         body = request.get_data(cache=False)
-        index = meta.verify_signature(body, request.headers.getlist("X-Hub-Signature-256"),
-                                      _ctx()["settings"].app_secrets)
+        index = meta.verify_signature(
+            body, request.headers.getlist("X-Hub-Signature-256"), _ctx()["settings"].app_secrets
+        )
         envelope = meta.parse_envelope(body)
         entry_id = store.put(body)
     except RequestEntityTooLarge:
@@ -61,8 +62,10 @@ def receive() -> Response:
         response = _answer(503, "temporarily unavailable")
         response.headers["Retry-After"] = "5"
         return response
-    log.info("delivery stored", extra={"delivery": entry_id, "entries": envelope.entries,
-                                       "secret": index, "bytes": len(body)})
+    log.info(
+        "delivery stored",
+        extra={"delivery": entry_id, "entries": envelope.entries, "secret": index, "bytes": len(body)},
+    )
     return Response(_OK, status=200, mimetype="application/json")
 
 

@@ -38,8 +38,13 @@ def emit(redis: Redis, settings: Settings, records: Sequence[Record], pipeline: 
         chosen = [r for r in records if wants(options, r)]
         for start in range(0, len(chosen), BATCH):
             chunk = chosen[start : start + BATCH]
-            queue.enqueue(DELIVER_JOB, args=(name, chunk), pipeline=pipeline,
-                          description=f"deliver {len(chunk)} records to {name}", **presets()["deliver"])
+            queue.enqueue(
+                DELIVER_JOB,
+                args=(name, chunk),
+                pipeline=pipeline,
+                description=f"deliver {len(chunk)} records to {name}",
+                **presets()["deliver"],
+            )
             jobs += 1
     for kind, n in Counter(r["kind"] for r in records).items():
         stats.incr(target, "igrelay_records_total", n, kind=kind)

@@ -105,8 +105,16 @@ def process_batch(redis: Redis, settings: Settings, entries: list[Any], result: 
     result.changes.update({f"{label}:{outcome}": n for (label, outcome), n in counts.items()})
     result.records += len(out)
     result.fetches += len(wanted) - folded
-    log.info("ingested batch", extra={"deliveries": len(entries), "changes": len(fresh), "records": len(out),
-                                      "fetch_requests": len(wanted), "coalesced": folded})
+    log.info(
+        "ingested batch",
+        extra={
+            "deliveries": len(entries),
+            "changes": len(fresh),
+            "records": len(out),
+            "fetch_requests": len(wanted),
+            "coalesced": folded,
+        },
+    )
 
 
 def _counts(parsed: list[tuple[str, list[Change]]], fresh: list[Change]) -> Counter[tuple[str, str]]:

@@ -16,9 +16,7 @@ def build_worker(settings: Settings, name: str | None = None) -> HerokuWorker:
     context.install(context.Context(settings, redis))
     ingest.ensure_group(redis)
     ticker.ensure(redis)
-    return HerokuWorker(
-        QUEUES, name=name, connection=redis, serializer=SERIALIZER, log_job_description=False, **WORKER
-    )
+    return HerokuWorker(QUEUES, name=name, connection=redis, serializer=SERIALIZER, log_job_description=False, **WORKER)
 
 
 def run_worker(settings: Settings, burst: bool = False, name: str | None = None) -> bool:
