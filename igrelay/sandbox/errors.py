@@ -1,0 +1,127 @@
+"""Meta's Graph API errors, as the sandbox raises them: one exception, one constructor per case.
+
+Envelope: https://developers.facebook.com/docs/graph-api/guides/error-handling
+``{"error":{"message","type","code","error_subcode"?,"is_transient"?,"error_user_title"?,
+"error_user_msg"?,"fbtrace_id"}}``, sent with HTTP ``status`` (400 for most, even throttling).
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timedelta
+from typing import Any
+
+
+class GraphError(Exception):
+    """An error answer: HTTP ``status`` plus Meta's error envelope fields."""
+
+    def __init__(
+        self,
+        code: int,
+        message: str,
+        *,
+        status: int = 400,
+        type: str = "OAuthException",
+        subcode: int | None = None,
+        transient: bool | None = None,
+        user_title: str | None = None,
+        user_msg: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code, self.message, self.status, self.type = code, message, status, type
+        self.extra = {
+            "error_subcode": subcode,
+            "is_transient": transient,
+            "error_user_title": user_title,
+            "error_user_msg": user_msg,
+        }
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body, with a fresh ``fbtrace_id``."""
+        error: dict[str, Any] = {"message": self.message, "type": self.type, "code": self.code}
+        error.update((k, v) for k, v in self.extra.items() if v is not None)
+        error["fbtrace_id"] = "A" + secrets.token_urlsafe(16)[:22]
+        return {"error": error}
+
+
+def missing_token() -> GraphError:
+    """No token at all (header or query)."""
+    return GraphError(104, "An access token is required to request this resource.")
+
+
+def invalid_token() -> GraphError:
+    """A token the sandbox never issued."""
+    return GraphError(190, "Invalid OAuth access token - Cannot parse access token")
+
+
+def expired_token(now: datetime) -> GraphError:
+    """190/463: the long-lived token expired; only a new login helps."""
+    fmt = "%A, %d-%b-%y %H:%M:%S UTC"
+    ended = (now - timedelta(hours=1)).strftime(fmt)
+    message = f"Error validating access token: Session has expired on {ended}. The current time is {now:{fmt}}."
+    return GraphError(190, message, subcode=463)
+
+
+def no_object(object_id: str, method: str = "GET") -> GraphError:
+    """100/33: deleted, never existed, or belongs to another token's account."""
+    return GraphError(
+        100,
+        f"Unsupported {method.lower()} request. Object with ID '{object_id}' does not exist, cannot be loaded "
+        "due to missing permissions, or does not support this operation. Please read the Graph API "
+        "documentation at https://developers.facebook.com/docs/graph-api",
+        type="GraphMethodException",
+        subcode=33,
+    )
+
+
+def unknown_path(path: str) -> GraphError:
+    """A path the Graph API has no route for."""
+    return GraphError(2500, f"Unknown path components: {path}")
+
+
+def nonexisting_field(name: str, node_type: str) -> GraphError:
+    """A field or edge the node type does not have."""
+    return GraphError(100, f"(#100) Tried accessing nonexisting field ({name}) on node type ({node_type})")
+
+
+def syntax_error(text: str) -> GraphError:
+    """A ``fields=`` value that does not parse."""
+    return GraphError(2500, f'Syntax error "Expected end of string instead of "{text[:20]}"." at character 0')
+
+
+def param_required(name: str) -> GraphError:
+    """A required parameter is missing."""
+    return GraphError(100, f"(#100) The parameter {name} is required")
+
+
+def must_be_one_of(param: str, index: int, allowed: list[str]) -> GraphError:
+    """An unknown or removed value, e.g. ``metric[0]``; lists what is allowed now."""
+    return GraphError(100, f"(#100) {param}[{index}] must be one of the following values: {', '.join(allowed)}")
+
+
+def unknown_error() -> GraphError:
+    """Code 1, also what a breakdown on a metric without breakdowns gets (MEDIA-INS)."""
+    return GraphError(1, "An unknown error has occurred.", status=500)
+
+
+def service_unavailable() -> GraphError:
+    """Code 2: temporary downtime, retry with backoff."""
+    return GraphError(
+        2, "An unexpected error has occurred. Please retry your request later.", status=500, transient=True
+    )
+
+
+def buc_throttled() -> GraphError:
+    """80002: the Instagram Business Use Case limit for this account."""
+    return GraphError(
+        80002,
+        "(#80002) There have been too many calls to this Instagram account. Wait a bit "
+        "and try again. For more info, please refer to "
+        "https://developers.facebook.com/docs/graph-api/overview/rate-limiting.",
+        transient=True,
+    )
+
+
+def app_throttled() -> GraphError:
+    """Code 4: the app-level request limit."""
+    return GraphError(4, "(#4) Application request limit reached", transient=True)
