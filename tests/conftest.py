@@ -70,3 +70,113 @@ def run_worker(settings: Settings) -> None:
     worker = build_worker(settings)
     worker.work(burst=True, with_scheduler=False)
     context.install(context.Context(settings, Redis.from_url(settings.redis_url)))
+
+
+@pytest.fixture
+def graph_sandbox() -> Iterator:  # type: ignore[type-arg]
+    """A running sandbox Graph API on 127.0.0.1 with the demo accounts and media."""
+    from igrelay.sandbox import Sandbox
+
+    with Sandbox() as sb:
+        yield sb
+
+
+def sandbox_settings(tmp_path, sandbox, **overrides) -> Settings:  # type: ignore[no-untyped-def]
+    """Settings pointed at ``sandbox`` with a token per sandbox account."""
+    tokens = ",".join(f"{acc}={sandbox.token_for(acc)}" for acc in sandbox.accounts)
+    return make_settings(tmp_path, GRAPH_API_URL=sandbox.url, IG_ACCESS_TOKENS=tokens, **overrides)
+
+
+@pytest.fixture
+def graph_settings(tmp_path, redis, graph_sandbox) -> Iterator[Settings]:  # type: ignore[no-untyped-def]
+    """``sandbox_settings`` installed as the worker context."""
+    s = sandbox_settings(tmp_path, graph_sandbox)
+    context.install(context.Context(s, redis))
+    yield s
+    context.install(None)
+
+
+# --- sinks (issue 4): a scripted webhook receiver on loopback, and a way to run scheduled jobs now ---
+
+
+class _Receiver:
+    """A local HTTP server that records requests and answers from a script (default 200)."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.requests: list[dict] = []
+        self.script: list[tuple[int, dict]] = []
+        self.delay = 0.0
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                status, headers = receiver._next(self.path, dict(self.headers.items()), body)
+                if receiver.delay:
+                    import time
+
+                    time.sleep(receiver.delay)
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("content-length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args) -> None:  # type: ignore[no-untyped-def]
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def _next(self, path: str, headers: dict, body: bytes) -> tuple[int, dict]:
+        with self.lock:
+            status, extra = self.script.pop(0) if self.script else (200, {})
+            self.requests.append({"path": path, "headers": headers, "body": body, "status": status})
+        return status, extra
+
+    def ok_bodies(self) -> list[bytes]:
+        return [r["body"] for r in self.requests if 200 <= r["status"] < 300]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+@pytest.fixture
+def receiver() -> Iterator[_Receiver]:
+    r = _Receiver()
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def release_scheduled(redis):  # type: ignore[no-untyped-def]
+    """A function that enqueues the scheduled jobs (retries, enqueue_in) of ``queues`` (default: the
+    sinks queue) right now, as the scheduler would; returns how many."""
+    from rq import Queue
+    from rq.job import Job
+
+    from config.rq import QUEUE_SINKS, SERIALIZER
+
+    def release(queues: tuple[str, ...] = (QUEUE_SINKS,)) -> int:
+        count = 0
+        for name in queues:
+            queue = Queue(name, connection=redis, serializer=SERIALIZER)
+            registry = queue.scheduled_job_registry
+            for job_id in registry.get_job_ids():
+                job = Job.fetch(job_id, connection=redis, serializer=SERIALIZER)
+                registry.remove(job)
+                queue.enqueue_job(job)
+                count += 1
+        return count
+
+    return release

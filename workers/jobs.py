@@ -11,7 +11,7 @@ import os
 from rq import get_current_job
 
 from config import stats
-from workers import context, delivery, ingest, ticker
+from workers import context, delivery, fetch, ingest, polling, ticker
 
 log = logging.getLogger("igrelay.jobs")
 
@@ -41,3 +41,27 @@ def tick() -> None:
     """Every few seconds: schedule the next tick, then run what is due."""
     ctx = context.current()
     ticker.run(ctx, consumer=_consumer())
+
+
+def fetch_batch(items: list[list[str]]) -> dict[str, int]:
+    """Fetch insights for ``[account, media, trigger]`` items, concurrently, and emit what changed."""
+    ctx = context.current()
+    return fetch.fetch_batch(ctx.redis, ctx.settings, items)
+
+
+def poll_account(account: str) -> int:
+    """Discover ``account``'s new media and stories."""
+    ctx = context.current()
+    return polling.poll_account(ctx.redis, ctx.settings, account)
+
+
+def account_insights(account: str) -> bool:
+    """Yesterday's account insights for ``account``."""
+    ctx = context.current()
+    return polling.account_insights(ctx.redis, ctx.settings, account) is not None
+
+
+def refresh_token(account: str) -> bool:
+    """Refresh ``account``'s Instagram Login token when it is due."""
+    ctx = context.current()
+    return polling.refresh_token(ctx.redis, ctx.settings, account)

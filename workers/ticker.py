@@ -24,7 +24,12 @@ TICK_SECONDS = 5
 ALIVE_KEY = "igrelay:tick:alive"
 TICK_JOB = "workers.jobs.tick"
 # Periodic tasks, called as task(context) on every tick; each decides itself whether it is due.
-TASKS: list[str] = []
+TASKS: list[str] = [
+    "workers.fetch:dispatch",
+    "workers.polling:poll_due",
+    "workers.polling:account_insights_due",
+    "workers.polling:token_refresh_due",
+]
 
 log = logging.getLogger("igrelay.ticker")
 

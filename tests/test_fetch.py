@@ -1,0 +1,296 @@
+"""Fetch scheduling and policies through real RQ workers, a real Redis and the sandbox Graph API."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from config import stats
+from igrelay import payloads
+from tests.conftest import SECRET, run_worker
+from workers import context, fetch, metric_registry, schedule
+
+
+def records(tmp_path) -> list[dict]:  # type: ignore[no-untyped-def]
+    path = tmp_path / "records.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def run_due(settings, redis, now: float | None = None) -> int:  # type: ignore[no-untyped-def]
+    """One dispatcher pass, then a real worker until the queues are empty."""
+    n = fetch.dispatch(context.Context(settings, redis), now)
+    run_worker(settings)
+    return n
+
+
+def media_of(sb, account: str, product: str, kind: str | None = None) -> str:  # type: ignore[no-untyped-def]
+    return next(
+        m.id
+        for m in sb.data.media.values()
+        if m.account_id == account and m.media_product_type == product and (kind is None or m.media_type == kind)
+    )
+
+
+def known(redis, account: str, media_id: str, product: str, media_type: str = "IMAGE") -> None:  # type: ignore[no-untyped-def]
+    """What polling would have stored about a media."""
+    redis.hset(fetch.media_key(account, media_id), mapping={"kind": product, "media_type": media_type})
+
+
+def due(redis, account: str, media_id: str, at: float | None = None, trigger: str = "comments") -> None:  # type: ignore[no-untyped-def]
+    schedule.request_fetch(redis, account, media_id, trigger, at if at is not None else time.time())
+
+
+def counter(redis, name: str, **labels: str) -> int:  # type: ignore[no-untyped-def]
+    return int(redis.hget(stats.STATS_KEY, stats.field(name, **labels)) or 0)
+
+
+def test_each_media_type_becomes_a_record(graph_settings, graph_sandbox, redis, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    account = graph_sandbox.accounts[0]
+    ids = [m.id for m in graph_sandbox.data.media.values() if m.account_id == account and not m.parent_id]
+    for media_id in ids:
+        due(redis, account, media_id)
+    assert run_due(graph_settings, redis) == len(ids)
+    out = {r["media_id"]: r for r in records(tmp_path)}
+    assert set(out) == set(ids)
+    for media_id in ids:
+        media, record = graph_sandbox.media(media_id), out[media_id]
+        assert record["media_product_type"] == media.media_product_type and record["trigger"] == "comments"
+        assert record["kind"] == ("story_insights" if media.media_product_type == "STORY" else "media_insights")
+        if media.story_viewers < 5:
+            assert record["metrics"] == {} and set(record["unavailable"].values()) == {"not_enough_viewers"}
+            assert redis.zscore(schedule.DUE_KEY, schedule.member(account, media_id)) is None
+        else:
+            assert record["metrics"]["reach"] > 0 and record["permalink"].startswith("https://www.instagram.com/")
+            next_at = redis.zscore(schedule.DUE_KEY, schedule.member(account, media_id))
+            assert next_at == pytest.approx(time.time() + 3600, abs=30)
+    assert graph_sandbox.tokens_seen_in_url == 0
+
+
+def test_burst_of_webhooks_makes_one_fetch(graph_settings, graph_sandbox, redis, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from webhook import create_app
+
+    account = graph_sandbox.accounts[0]
+    media_id = media_of(graph_sandbox, account, "REELS")
+    known(redis, account, media_id, "REELS", "VIDEO")
+    client = create_app(graph_settings, redis=redis).test_client()
+    for _ in range(20):
+        body = payloads.encode(payloads.delivery("comments", account, media_id, count=5))
+        client.post("/webhook", data=body, headers={"X-Hub-Signature-256": payloads.sign(body, SECRET)})
+    run_worker(graph_settings)  # drains the inbox: 100 changes, one pending fetch
+    graph_sandbox.reset_calls()
+    assert run_due(graph_settings, redis) == 0  # still inside the debounce window
+    assert run_due(graph_settings, redis, now=time.time() + 31) == 1
+    assert graph_sandbox.total_calls == 1
+    assert len([r for r in records(tmp_path) if r["kind"] == "media_insights"]) == 1
+
+
+def test_trigger_during_a_running_fetch_makes_one_more(graph_settings, graph_sandbox, redis) -> None:  # type: ignore[no-untyped-def]
+    account = graph_sandbox.accounts[0]
+    media_id = media_of(graph_sandbox, account, "FEED", "IMAGE")
+    known(redis, account, media_id, "FEED")
+    due(redis, account, media_id)
+    items = fetch.claim(redis, time.time())
+    assert items == [[account, media_id, "comments"]]
+    due(redis, account, media_id, time.time())  # a comment arrives while the fetch runs
+    assert fetch.claim(redis, time.time()) == []  # not twice at once
+    fetch.fetch_batch(redis, graph_settings, items)
+    assert fetch.claim(redis, time.time() + 10) == [[account, media_id, "comments"]]  # one more, afterwards
+
+
+def test_steady_state_is_one_call_per_refresh_and_unchanged_metrics_emit_nothing(
+    graph_settings, graph_sandbox, redis, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    account = graph_sandbox.accounts[0]
+    old = [graph_sandbox.add_media(account, "FEED", "IMAGE", timestamp=time.time() - 40 * 86400) for _ in range(10)]
+    for media_id in old:
+        known(redis, account, media_id, "FEED")
+        due(redis, account, media_id)
+    graph_sandbox.reset_calls()
+    run_due(graph_settings, redis)
+    assert graph_sandbox.total_calls == 10 and len(records(tmp_path)) == 10
+    for media_id in old:  # the next refreshes: values have plateaued, so nothing new to say
+        due(redis, account, media_id, trigger="schedule")
+    run_due(graph_settings, redis)
+    assert graph_sandbox.total_calls == 20 and len(records(tmp_path)) == 10
+
+
+def test_withdrawn_metric_end_to_end(graph_settings, graph_sandbox, redis, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    account = graph_sandbox.accounts[0]
+    media_id = media_of(graph_sandbox, account, "REELS")
+    known(redis, account, media_id, "REELS", "VIDEO")
+    graph_sandbox.withdraw_metric("ig_reels_avg_watch_time")
+    graph_sandbox.reset_calls()
+    due(redis, account, media_id)
+    run_due(graph_settings, redis)
+    assert graph_sandbox.total_calls == 2
+    [record] = records(tmp_path)
+    assert record["unavailable"]["ig_reels_avg_watch_time"] == "unsupported" and record["metrics"]["views"] > 0
+    other = graph_sandbox.add_media(account, "REELS", "VIDEO")
+    known(redis, account, other, "REELS", "VIDEO")
+    due(redis, account, other)
+    run_due(graph_settings, redis)
+    assert graph_sandbox.total_calls == 3  # learned once, for every worker
+
+
+def test_throttle_pauses_the_account_and_reschedules(graph_settings, graph_sandbox, redis) -> None:  # type: ignore[no-untyped-def]
+    account = graph_sandbox.accounts[0]
+    ids = [graph_sandbox.add_media(account, "FEED", "IMAGE") for _ in range(30)]
+    for media_id in ids:
+        known(redis, account, media_id, "FEED")
+        due(redis, account, media_id)
+    graph_sandbox.fail_next(1000, "throttle")
+    graph_sandbox.reset_calls()
+    now = time.time()
+    run_due(graph_settings, redis, now)
+    calls = graph_sandbox.total_calls
+    assert 1 <= calls <= fetch.options(graph_settings)[0]  # at most the calls already in flight
+    assert int(redis.get(fetch.paused_key(account))) == pytest.approx(now + 60, abs=5)
+    scores = [redis.zscore(schedule.DUE_KEY, schedule.member(account, m)) for m in ids]
+    assert all(s == pytest.approx(now + 60, abs=5) for s in scores)
+    due(redis, account, ids[0], now)  # a webhook during the pause
+    assert run_due(graph_settings, redis, now + 30) == 0 and graph_sandbox.total_calls == calls
+    graph_sandbox.reset_calls()
+    graph_sandbox._faults.clear()  # Meta lets us back in
+    assert run_due(graph_settings, redis, now + 61) == 30
+    assert graph_sandbox.total_calls == 30
+
+
+def test_expired_token_flags_the_account_and_stops_its_fetches(graph_settings, graph_sandbox, redis, caplog) -> None:  # type: ignore[no-untyped-def]
+    account, other = graph_sandbox.accounts[:2]
+    ids = [graph_sandbox.add_media(account, "FEED", "IMAGE") for _ in range(20)]
+    for media_id in ids:
+        known(redis, account, media_id, "FEED")
+        due(redis, account, media_id)
+    due(redis, other, media_of(graph_sandbox, other, "REELS"))
+    graph_sandbox.expire_token(account)
+    graph_sandbox.reset_calls()
+    run_due(graph_settings, redis)
+    assert graph_sandbox.total_calls <= fetch.options(graph_settings)[0] + 2
+    assert fetch.needs_reauth(redis, graph_settings, account)
+    assert not fetch.needs_reauth(redis, graph_settings, other)
+    assert counter(redis, "igrelay_account_needs_reauth_total", account=account) == 1
+    assert all(redis.zscore(schedule.DUE_KEY, schedule.member(account, m)) is None for m in ids)
+    graph_sandbox.reset_calls()
+    for media_id in ids:  # more comments arrive: no calls while the account is flagged
+        due(redis, account, media_id)
+    run_due(graph_settings, redis)
+    assert graph_sandbox.total_calls == 0
+    assert counter(redis, "igrelay_fetch_skipped_total", reason="needs_reauth") == 20
+
+
+def test_terminal_answers_become_records_with_reasons(graph_settings, graph_sandbox, redis, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    account = graph_sandbox.accounts[0]
+    pre = graph_sandbox.add_media(account, "FEED", "IMAGE", pre_conversion=True)
+    gone = graph_sandbox.add_media(account, "FEED", "IMAGE")
+    graph_sandbox.delete_media(gone)
+    for media_id in (pre, gone):
+        due(redis, account, media_id)
+    run_due(graph_settings, redis)
+    out = {r["media_id"]: r for r in records(tmp_path)}
+    assert set(out[pre]["unavailable"].values()) == {"pre_conversion"}
+    assert set(out[gone]["unavailable"].values()) == {"gone"}
+    assert redis.zcard(schedule.DUE_KEY) == 0  # no retry
+    assert set(out[pre]["unavailable"]) == set(metric_registry.configured(graph_settings, "FEED", "IMAGE"))
+    graph_sandbox.reset_calls()
+    for media_id in (pre, gone):  # more comments later: Meta already said no, so no call and no new record
+        due(redis, account, media_id)
+    run_due(graph_settings, redis)
+    assert graph_sandbox.total_calls == 0 and len(records(tmp_path)) == 2
+
+
+def test_ticker_runs_the_dispatcher_and_periodic_tasks(graph_settings, graph_sandbox, redis) -> None:  # type: ignore[no-untyped-def]
+    from workers import ticker
+
+    account = graph_sandbox.accounts[0]
+    due(redis, account, media_of(graph_sandbox, account, "REELS"))
+    ticker.run(context.Context(graph_settings, redis), consumer="test")
+    assert redis.zcard(schedule.DUE_KEY) == 0  # claimed and enqueued
+    assert redis.exists(f"igrelay:lock:poll:{account}") and redis.exists(f"igrelay:lock:token_refresh:{account}")
+
+
+def test_transient_errors_back_off_boundedly(graph_settings, graph_sandbox, redis) -> None:  # type: ignore[no-untyped-def]
+    account = graph_sandbox.accounts[0]
+    media_id = media_of(graph_sandbox, account, "FEED", "IMAGE")
+    known(redis, account, media_id, "FEED")
+    graph_sandbox.fail_next(100, "5xx")
+    now = time.time()
+    due(redis, account, media_id, now)
+    delays = []
+    for _ in range(fetch.MAX_TRANSIENT + 1):
+        items = fetch.claim(redis, now + 10**6)
+        fetch.fetch_batch(redis, graph_settings, items)
+        delays.append(redis.zscore(schedule.DUE_KEY, schedule.member(account, media_id)) - time.time())
+    assert delays[0] == pytest.approx(30, rel=0.3) and delays[1] == pytest.approx(60, rel=0.3)
+    assert delays[-1] > 3000  # gave up: back on the regular refresh schedule
+    assert counter(redis, "igrelay_fetches_total", outcome="failed") == 1
+
+
+def test_no_token_in_redis(graph_settings, graph_sandbox, redis) -> None:  # type: ignore[no-untyped-def]
+    from rq import Queue
+
+    from config.rq import QUEUE_DEFAULT, SERIALIZER
+
+    account = graph_sandbox.accounts[0]
+    token = graph_sandbox.token_for(account).encode()
+    graph_sandbox.fail_next(1000, "5xx")
+    Queue(QUEUE_DEFAULT, connection=redis, serializer=SERIALIZER).enqueue("workers.jobs.account_insights", account)
+    due(redis, account, media_of(graph_sandbox, account, "FEED", "IMAGE"))
+    run_due(graph_settings, redis)
+    graph_sandbox.expire_token(account)
+    graph_sandbox._faults.clear()
+    due(redis, account, media_of(graph_sandbox, account, "REELS"))
+    run_due(graph_settings, redis)
+    texts = _stored_exceptions(redis)
+    assert any("TransientError" in t for t in texts)  # a stored failure, redacted
+    assert not any(token.decode() in t for t in texts)
+    for key in redis.scan_iter("*"):
+        if not key.startswith(b"igrelay:token:"):  # the one place a refreshed token is meant to be
+            assert token not in _dump(redis, key), key
+
+
+def _stored_exceptions(redis) -> list[str]:  # type: ignore[no-untyped-def]
+    from rq.job import Job
+
+    from config.rq import SERIALIZER
+
+    texts = []
+    for key in redis.scan_iter("rq:job:*"):
+        job = Job.fetch(key.decode().split(":")[-1], connection=redis, serializer=SERIALIZER)
+        texts += [job.exc_info or ""] + [r.exc_string or "" for r in job.results()]
+    return texts
+
+
+def _dump(redis, key: bytes) -> bytes:  # type: ignore[no-untyped-def]
+    kind = redis.type(key)
+    if kind == b"string":
+        return redis.get(key) or b""
+    if kind == b"hash":
+        return b" ".join(k + b"=" + v for k, v in redis.hgetall(key).items())
+    if kind == b"list":
+        return b" ".join(redis.lrange(key, 0, -1))
+    if kind in (b"set",):
+        return b" ".join(redis.smembers(key))
+    if kind == b"zset":
+        return b" ".join(m for m, _ in redis.zrange(key, 0, -1, withscores=True))
+    if kind == b"stream":
+        return b" ".join(v for _, fields in redis.xrange(key) for v in fields.values())
+    return b""
+
+
+def test_fetch_now_tries_the_configured_tokens(graph_settings, graph_sandbox, redis) -> None:  # type: ignore[no-untyped-def]
+    second = graph_sandbox.accounts[1]
+    media_id = media_of(graph_sandbox, second, "REELS")
+    record = fetch.fetch_now(graph_settings, media_id, redis=redis)
+    assert record["account_id"] == second and record["trigger"] == "manual" and record["metrics"]["views"] > 0
+    assert fetch.fetch_now(graph_settings, media_id, account=second)["media_id"] == media_id
+
+
+def test_next_refresh_and_story_last_look() -> None:
+    assert fetch.next_refresh(0, 10, (3600, 86400)) == 3600
+    assert fetch.next_refresh(0, 90000, (3600, 86400)) is None
+    posted = 1000.0
+    assert fetch.next_refresh(posted + 7200, posted + 7300, (3600, 21600, 86400), posted) == posted + 10800
+    assert fetch.next_refresh(posted + 7200, posted + 30000, (3600, 21600, 86400), posted) == posted + 23 * 3600
+    assert fetch.next_refresh(posted, posted + 23 * 3600 + 1, (3600,), posted) is None

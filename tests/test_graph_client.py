@@ -1,0 +1,120 @@
+"""workers.graph_client against a real sandbox Graph API and a real Redis."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from config import stats
+from workers import graph, metric_registry
+from workers.graph_client import TOKEN_PREFIX, GraphClient, new_session
+
+
+@pytest.fixture
+def client(graph_settings, redis) -> Iterator[GraphClient]:  # type: ignore[no-untyped-def]
+    with new_session(4) as session:
+        yield GraphClient(session, graph_settings, redis, timeout=(1.0, 1.0))
+
+
+def media_of(sb, account: str, product: str) -> str:  # type: ignore[no-untyped-def]
+    return next(m.id for m in sb.data.media.values() if m.account_id == account and m.media_product_type == product)
+
+
+@pytest.mark.parametrize("product", ["FEED", "REELS", "STORY"])
+def test_one_call_gives_node_and_metrics(client, graph_sandbox, product) -> None:  # type: ignore[no-untyped-def]
+    account = graph_sandbox.accounts[0]
+    media_id = media_of(graph_sandbox, account, product)
+    graph_sandbox.reset_calls()
+    result = client.media(account, media_id, product)
+    assert graph_sandbox.total_calls == 1 and graph_sandbox.tokens_seen_in_url == 0
+    assert result.node["media_product_type"] == product and result.node["id"] == media_id
+    assert result.metrics["reach"] > 0 and set(result.unavailable) <= set(
+        metric_registry.configured(client.settings, product)
+    )
+
+
+def test_withdrawn_metric_is_dropped_remembered_and_reported(client, graph_sandbox, redis) -> None:  # type: ignore[no-untyped-def]
+    account = graph_sandbox.accounts[0]
+    media_id = media_of(graph_sandbox, account, "REELS")
+    graph_sandbox.withdraw_metric("reposts")
+    graph_sandbox.reset_calls()
+    first = client.media(account, media_id, "REELS")
+    assert graph_sandbox.total_calls == 2
+    assert first.unavailable["reposts"] == "unsupported" and first.metrics["views"] > 0
+    assert redis.sismember(metric_registry.withdrawn_key("v25.0", "REELS"), "reposts")
+    graph_sandbox.reset_calls()
+    second = client.media(account, media_id, "REELS")
+    assert graph_sandbox.total_calls == 1 and second.unavailable["reposts"] == "unsupported"
+
+
+def test_errors_are_classified_redacted_and_counted(client, graph_sandbox, redis) -> None:  # type: ignore[no-untyped-def]
+    account = graph_sandbox.accounts[0]
+    token = graph_sandbox.token_for(account)
+    media_id = media_of(graph_sandbox, account, "FEED")
+    graph_sandbox.timeout_delay = 1.5
+    for kind, cls in [
+        ("5xx", graph.TransientError),
+        ("throttle", graph.ThrottledError),
+        ("timeout", graph.TransientError),
+        ("expired_token", graph.AuthError),
+    ]:
+        graph_sandbox.fail_next(1, kind)
+        with pytest.raises(cls) as caught:
+            client.media(account, media_id, "FEED")
+        assert token not in str(caught.value) and caught.value.__cause__ is None
+    graph_sandbox.fail_next(1, "throttle")
+    with pytest.raises(graph.ThrottledError) as caught:
+        client.media(account, media_id, "FEED")
+    assert caught.value.retry_after == 60  # the sandbox says 1 minute
+    counted = redis.hgetall(stats.STATS_KEY)
+    assert counted[stats.field("igrelay_graph_calls_total", outcome="throttled", account=account).encode()] == b"2"
+    assert graph_sandbox.tokens_seen_in_url == 0
+
+
+def test_terminal_answers(client, graph_sandbox) -> None:  # type: ignore[no-untyped-def]
+    account = graph_sandbox.accounts[0]
+    cases = {
+        graph_sandbox.add_media(account, "FEED", "IMAGE", pre_conversion=True): "pre_conversion",
+        graph_sandbox.add_media(account, "STORY", "IMAGE", story_viewers=2): "not_enough_viewers",
+    }
+    gone = graph_sandbox.add_media(account, "FEED", "IMAGE")
+    graph_sandbox.delete_media(gone)
+    cases[gone] = "gone"
+    for media_id, reason in cases.items():
+        with pytest.raises(graph.TerminalError) as caught:
+            client.media(account, media_id, graph_sandbox.media(media_id).media_product_type)
+        assert caught.value.reason == reason
+
+
+def test_refreshed_token_is_stored_and_preferred(client, graph_sandbox, redis) -> None:  # type: ignore[no-untyped-def]
+    account = graph_sandbox.accounts[0]
+    old = graph_sandbox.token_for(account)
+    new, lifetime = client.refresh_token(account)
+    assert new != old and lifetime > 0
+    assert redis.hget(TOKEN_PREFIX + account, "token") == new.encode()
+    assert client.token(account) == new
+    graph_sandbox.reset_calls()
+    client.describe(account, media_of(graph_sandbox, account, "FEED"))
+    assert graph_sandbox.requests_log[-1]["auth"] and graph_sandbox.tokens_seen_in_url == 0
+
+
+def test_account_insights_and_followers(client, graph_sandbox) -> None:  # type: ignore[no-untyped-def]
+    account = graph_sandbox.accounts[0]
+    result = client.account_insights(account, 1_764_000_000, 1_764_086_400)
+    assert result.metrics["reach"] >= 0 and "views" in result.metrics
+    assert client.followers_count(account) == graph_sandbox.data.accounts[account].followers_count
+
+
+def test_listing_pages(client, graph_sandbox) -> None:  # type: ignore[no-untyped-def]
+    account = graph_sandbox.accounts[0]
+    nodes, _after = client.listing(account, "media")
+    assert nodes and all(n["media_product_type"] in ("FEED", "REELS") for n in nodes)
+    stories, _ = client.listing(account, "stories")
+    assert stories and all(n["media_product_type"] == "STORY" for n in stories)
+
+
+def test_no_token_is_an_auth_error(graph_settings, redis) -> None:  # type: ignore[no-untyped-def]
+    with new_session() as session:
+        with pytest.raises(graph.AuthError):
+            GraphClient(session, graph_settings, redis).media("999", "1", "FEED")

@@ -1,0 +1,130 @@
+"""New-media discovery, daily account insights and token refreshes against the sandbox Graph API."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from tests.conftest import run_worker
+from workers import context, fetch, polling, schedule
+from workers.graph_client import TOKEN_PREFIX, GraphClient, new_session
+
+
+def records(tmp_path) -> list[dict]:  # type: ignore[no-untyped-def]
+    path = tmp_path / "records.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def listed(sb, account: str) -> set[str]:  # type: ignore[no-untyped-def]
+    now = sb.now().timestamp()
+    return {
+        m.id
+        for m in sb.data.media.values()
+        if m.account_id == account
+        and not m.parent_id
+        and not m.deleted
+        and (m.media_product_type != "STORY" or now - m.timestamp.timestamp() < 86400)
+    }
+
+
+def test_polling_finds_new_media_once(graph_settings, graph_sandbox, redis) -> None:  # type: ignore[no-untyped-def]
+    account = graph_sandbox.accounts[0]
+    expected = listed(graph_sandbox, account)
+    assert polling.poll_account(redis, graph_settings, account) == len(expected)
+    due = {m.decode().split(":")[1] for m in redis.zrange(schedule.DUE_KEY, 0, -1)}
+    assert due == expected
+    assert redis.hget(schedule.TRIGGER_KEY, schedule.member(account, next(iter(expected)))) == b"poll"
+    graph_sandbox.reset_calls()
+    assert polling.poll_account(redis, graph_settings, account) == 0
+    assert graph_sandbox.total_calls == 2  # one page of /media, one of /stories
+    new = graph_sandbox.add_media(account, "REELS", "VIDEO")
+    story = graph_sandbox.add_media(account, "STORY", "VIDEO")
+    assert polling.poll_account(redis, graph_settings, account) == 2
+    state = redis.hgetall(fetch.media_key(account, new))
+    assert state[b"kind"] == b"REELS" and b"first_seen" in state
+    assert redis.hget(fetch.media_key(account, story), b"kind") == b"STORY"
+
+
+def test_polling_pages_down_to_what_is_known(graph_settings, graph_sandbox, redis) -> None:  # type: ignore[no-untyped-def]
+    account = graph_sandbox.accounts[0]
+    polling.poll_account(redis, graph_settings, account)
+    for _ in range(120):  # more than two pages of /media
+        graph_sandbox.add_media(account, "FEED", "IMAGE")
+    graph_sandbox.reset_calls()
+    assert polling.poll_account(redis, graph_settings, account) == 120
+    assert graph_sandbox.calls["user_media"] == 3
+
+
+def test_poll_due_takes_one_lock_per_account(graph_settings, graph_sandbox, redis, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    ctx = context.Context(graph_settings, redis)
+    assert polling.poll_due(ctx) == 2 and polling.poll_due(ctx) == 0
+    run_worker(graph_settings)  # the poll jobs
+    assert fetch.dispatch(ctx) == sum(len(listed(graph_sandbox, a)) for a in graph_sandbox.accounts)
+    graph_sandbox.reset_calls()
+    run_worker(graph_settings)  # the fetch jobs and the deliveries
+    media_records = [r for r in records(tmp_path) if r["kind"] in ("media_insights", "story_insights")]
+    assert len(media_records) == fetch.dispatch(ctx) + graph_sandbox.total_calls  # one call per media
+    assert {r["trigger"] for r in media_records} == {"poll"}
+    assert graph_sandbox.tokens_seen_in_url == 0
+
+
+def test_story_is_looked_at_once_more_before_it_expires(graph_settings, graph_sandbox, redis) -> None:  # type: ignore[no-untyped-def]
+    account = graph_sandbox.accounts[0]
+    story = graph_sandbox.add_media(account, "STORY", "IMAGE", timestamp=time.time() - 20 * 3600)
+    polling.poll_account(redis, graph_settings, account)
+    items = [i for i in fetch.claim(redis, time.time()) if i[1] == story]
+    fetch.fetch_batch(redis, graph_settings, items)
+    posted = graph_sandbox.media(story).timestamp.timestamp()
+    first_seen = int(redis.hget(fetch.media_key(account, story), "first_seen"))
+    assert redis.zscore(schedule.DUE_KEY, schedule.member(account, story)) == first_seen + 3600  # 1 h after
+    assert (
+        fetch.next_refresh(first_seen, first_seen + 3601, graph_settings.refresh_schedule, posted) == posted + 23 * 3600
+    )
+
+
+def test_account_insights_once_a_day(graph_settings, graph_sandbox, redis, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    ctx = context.Context(graph_settings, redis)
+    assert polling.account_insights_due(ctx) == 2 and polling.account_insights_due(ctx) == 0
+    graph_sandbox.reset_calls()
+    run_worker(graph_settings)
+    out = [r for r in records(tmp_path) if r["kind"] == "account_insights"]
+    assert len(out) == 2 and graph_sandbox.total_calls == 4
+    account = graph_sandbox.accounts[0]
+    mine = next(r for r in out if r["account_id"] == account)
+    assert mine["metrics"]["followers_count"] == graph_sandbox.data.accounts[account].followers_count
+    assert {"reach", "views", "accounts_engaged"} <= set(mine["metrics"])
+
+
+def test_token_refresh_after_24_hours_stores_and_uses_the_new_token(graph_settings, graph_sandbox, redis) -> None:  # type: ignore[no-untyped-def]
+    account = graph_sandbox.accounts[0]
+    old = graph_sandbox.token_for(account)
+    now = time.time()
+    assert not polling.refresh_token(redis, graph_settings, account, now)  # first seen now: too young
+    assert not polling.refresh_token(redis, graph_settings, account, now + 3600)
+    assert polling.refresh_token(redis, graph_settings, account, now + 25 * 3600)
+    new = redis.hget(TOKEN_PREFIX + account, "token").decode()
+    assert new != old and graph_sandbox.calls["refresh_token"] == 1
+    assert not polling.refresh_token(redis, graph_settings, account, time.time() + 3600)  # the new one is young
+    graph_sandbox.expire_token(account)  # the old token dies; the new one keeps working
+    for token in graph_sandbox.data.tokens.values():
+        token.expired = token.value == old
+    with new_session() as session:
+        assert GraphClient(session, graph_settings, redis).followers_count(account) is not None
+    assert graph_sandbox.tokens_seen_in_url == 0
+
+
+def test_token_refresh_due_only_for_instagram_login(graph_settings, redis) -> None:  # type: ignore[no-untyped-def]
+    ctx = context.Context(graph_settings, redis)
+    assert polling.token_refresh_due(ctx) == 2 and polling.token_refresh_due(ctx) == 0
+
+
+def test_polling_off_and_flagged_accounts_skipped(graph_settings, graph_sandbox, redis, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import sandbox_settings
+
+    off = sandbox_settings(tmp_path, graph_sandbox, IGRELAY_POLL_INTERVAL="0")
+    assert polling.poll_due(context.Context(off, redis)) == 0
+    account = graph_sandbox.accounts[0]
+    graph_sandbox.expire_token(account)
+    assert polling.poll_account(redis, graph_settings, account) == 0
+    assert fetch.needs_reauth(redis, graph_settings, account)
+    assert polling.poll_due(context.Context(graph_settings, redis)) == 1  # only the other account

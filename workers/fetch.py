@@ -1,0 +1,337 @@
+"""Due media into fresh insights records: claim, fetch concurrently, emit what changed, reschedule.
+
+``dispatch`` (a tick task) atomically claims members of ``igrelay:fetch:due`` whose time has come,
+skipping paused accounts and media whose fetch is still running, and enqueues them in batches;
+one ``fetch_batch`` job fetches a batch with threads over one Session (one Graph call per known
+media), then one MULTI emits the records whose metrics changed and schedules each media's next
+refresh from its first-seen time. Because claiming removes the member, a request arriving during
+a running fetch schedules exactly one more. Error policies (see ``workers.graph``): throttled ->
+pause the account until Meta's estimate and re-request there; auth -> flag the account, drop its
+fetches, one log line; terminal -> a record with the reason; transient -> bounded backoff.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from redis import Redis
+from rq import Queue
+
+from config import stats
+from config.rq import QUEUE_FETCH, SERIALIZER, presets
+from config.settings import Settings
+from workers import delivery, metric_registry, records, schedule
+from workers.graph import AuthError, GraphError, TerminalError, ThrottledError, TransientError
+from workers.graph_client import GraphClient, fingerprint, new_session, timeout_for
+
+MEDIA_PREFIX = "igrelay:media:"  # hash per ACCOUNT:MEDIA: first_seen, kind, media_type, timestamp, digest, attempts
+RUNNING_PREFIX = "igrelay:fetch:running:"
+FETCH_JOB = "workers.jobs.fetch_batch"
+STORY_LAST_LOOK = 23 * 3600  # story insights die with the story at 24 h: look once more just before
+MAX_TRANSIENT = 5
+_STATE_FIELDS = {
+    "kind": "media_product_type",
+    "media_type": "media_type",
+    "timestamp": "timestamp",
+    "permalink": "permalink",
+}
+log = logging.getLogger("igrelay.fetch")
+
+_CLAIM_LUA = """
+local out = {}
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])) do
+  local acc = string.match(m, '^([^:]+):')
+  local paused = tonumber(redis.call('GET', 'igrelay:account:' .. acc .. ':paused_until') or '0')
+  if paused > tonumber(ARGV[1]) then
+    redis.call('ZADD', KEYS[1], paused, m)
+  elseif redis.call('EXISTS', ARGV[4] .. m) == 1 then
+    redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + 5, m)
+  else
+    redis.call('ZREM', KEYS[1], m)
+    table.insert(out, m)
+    table.insert(out, redis.call('HGET', KEYS[2], m) or 'schedule')
+    redis.call('HDEL', KEYS[2], m)
+    redis.call('SET', ARGV[4] .. m, '1', 'EX', ARGV[3])
+  end
+end
+return out
+"""
+
+
+def paused_key(account: str) -> str:
+    """Set while ``account`` is throttled; the value is the epoch second the pause ends."""
+    return f"igrelay:account:{account}:paused_until"
+
+
+def reauth_key(account: str) -> str:
+    """Set when ``account``'s token failed; holds the failed token's fingerprint."""
+    return f"igrelay:account:{account}:needs_reauth"
+
+
+def media_key(account: str, media_id: str) -> str:
+    """The per-media state hash."""
+    return MEDIA_PREFIX + schedule.member(account, media_id)
+
+
+def state_ttl(settings: Settings) -> int:
+    """A media's state outlives its last scheduled refresh by a day."""
+    return max(settings.refresh_schedule, default=0) + 86400
+
+
+def options(settings: Settings) -> tuple[int, int]:
+    """(threads per job, media per job) from the TOML ``[fetch]`` table."""
+    table = settings.section("fetch")
+    return int(table.get("threads", 32)), int(table.get("batch", 200))
+
+
+def needs_reauth(redis: Redis, settings: Settings, account: str) -> bool:
+    """True while the account's flagged token is still the configured one."""
+    flagged = redis.get(reauth_key(account))
+    return flagged is not None and flagged.decode() == fingerprint(settings.token_for(account))
+
+
+def claim(redis: Redis, now: float, limit: int = 1000) -> list[list[str]]:
+    """Remove and return up to ``limit`` due ``[account, media, trigger]`` items."""
+    ttl = presets()["fetch"]["job_timeout"] + 60
+    flat = redis.eval(_CLAIM_LUA, 2, schedule.DUE_KEY, schedule.TRIGGER_KEY, f"{now:.3f}", limit, ttl, RUNNING_PREFIX)
+    return [[*_text(m).split(":", 1), _text(t)] for m, t in zip(flat[::2], flat[1::2], strict=True)]
+
+
+def dispatch(ctx: Any, now: float | None = None) -> int:
+    """Tick task: enqueue fetch jobs for every due media; returns media dispatched."""
+    redis, settings = ctx.redis, ctx.settings
+    items = claim(redis, now or time.time())
+    flagged = {a for a in {i[0] for i in items} if needs_reauth(redis, settings, a)}
+    dropped = [i for i in items if i[0] in flagged]
+    if dropped:  # fetches stop until the account is reconnected (a new token)
+        redis.delete(*(RUNNING_PREFIX + schedule.member(a, m) for a, m, _ in dropped))
+        stats.incr(redis, "igrelay_fetch_skipped_total", len(dropped), reason="needs_reauth")
+    items = [i for i in items if i not in dropped]
+    _threads, size = options(settings)
+    queue = Queue(QUEUE_FETCH, connection=redis, serializer=SERIALIZER)
+    for start in range(0, len(items), size):
+        chunk = items[start : start + size]
+        queue.enqueue(FETCH_JOB, args=(chunk,), description=f"fetch {len(chunk)} media", **presets()["fetch"])
+    return len(items)
+
+
+@dataclass
+class Outcome:
+    """One media's fetch: its item, stored state, and a result or an error."""
+
+    item: list[str]
+    state: dict[str, str]
+    result: Any = None
+    error: GraphError | None = None
+
+
+def fetch_batch(redis: Redis, settings: Settings, items: list[list[str]]) -> dict[str, int]:
+    """Fetch ``items`` concurrently, then emit and reschedule in one MULTI."""
+    threads, _size = options(settings)
+    states = _states(redis, items)
+    blocked: dict[str, GraphError] = {}  # accounts throttled or refused during this batch: no more calls
+    with new_session(threads) as session, ThreadPoolExecutor(max_workers=threads) as pool:
+        client = GraphClient(session, settings, redis, timeout_for(settings))
+        outcomes = list(pool.map(lambda pair: _fetch_one(client, blocked, *pair), zip(items, states, strict=True)))
+    return finish(redis, settings, outcomes)
+
+
+def _states(redis: Redis, items: list[list[str]]) -> list[dict[str, str]]:
+    pipe = redis.pipeline(transaction=False)
+    for account, media_id, _trigger in items:
+        pipe.hgetall(media_key(account, media_id))
+    return [{_text(k): _text(v) for k, v in raw.items()} for raw in pipe.execute()]
+
+
+def _fetch_one(client: GraphClient, blocked: dict[str, GraphError], item: list[str], state: dict) -> Outcome:
+    account, media_id, _trigger = item
+    if account in blocked:
+        return Outcome(item, state, error=blocked[account])
+    if state.get("terminal"):  # Meta said it will never answer: no call
+        return Outcome(item, state, error=_terminal(state["terminal"]))
+    try:
+        if not state.get("kind"):  # first heard of through a webhook: learn its type (one extra call, once)
+            state.update(_node_state(client.describe(account, media_id)))
+        return Outcome(item, state, result=client.media(account, media_id, state["kind"], state.get("media_type")))
+    except (ThrottledError, AuthError) as exc:
+        blocked[account] = exc
+        return Outcome(item, state, error=exc)
+    except GraphError as exc:
+        return Outcome(item, state, error=exc)
+    except Exception as exc:  # a surprise in one media must not lose the batch's other results
+        log.exception("unexpected error fetching a media", extra={"media": media_id})
+        return Outcome(item, state, error=GraphError(f"unexpected {type(exc).__name__}"))
+
+
+def _terminal(reason: str) -> TerminalError:
+    exc = TerminalError(f"media has no insights: {reason}")
+    exc.reason = reason
+    return exc
+
+
+def _node_state(node: dict[str, Any]) -> dict[str, str]:
+    return {k: str(node[v]) for k, v in _STATE_FIELDS.items() if node.get(v)}
+
+
+def finish(redis: Redis, settings: Settings, outcomes: list[Outcome], now: float | None = None) -> dict[str, int]:
+    """Apply each outcome's policy in one MULTI; returns counts by outcome."""
+    now = now or time.time()
+    pipe = redis.pipeline(transaction=True)
+    pipe.multi()
+    out: list[records.Record] = []
+    counts: dict[str, int] = {}
+    flagged: set[str] = set()
+    for outcome in outcomes:
+        kind = _apply(pipe, settings, outcome, now, out, flagged)
+        counts[kind] = counts.get(kind, 0) + 1
+        pipe.delete(RUNNING_PREFIX + schedule.member(*outcome.item[:2]))
+    delivery.emit(redis, settings, out, pipeline=pipe)
+    for kind, n in counts.items():
+        stats.incr(pipe, "igrelay_fetches_total", n, outcome=kind)
+    pipe.execute()
+    counts["records"] = len(out)
+    return counts
+
+
+def _apply(pipe: Any, settings: Settings, o: Outcome, now: float, out: list[records.Record], flagged: set) -> str:
+    account, media_id, trigger = o.item
+    if o.result is not None:
+        o.state.update(_node_state(o.result.node), attempts="0")
+        _emit_if_changed(pipe, settings, o, o.result.node, o.result.metrics, o.result.unavailable, out)
+        _schedule_next(pipe, settings, o, now)
+        return "ok"
+    exc = o.error
+    if isinstance(exc, TerminalError):
+        node = {
+            "id": media_id,
+            "media_product_type": o.state.get("kind"),
+            "media_type": o.state.get("media_type"),
+            "permalink": o.state.get("permalink"),
+            "timestamp": o.state.get("timestamp"),
+        }
+        wanted = metric_registry.configured(settings, o.state.get("kind") or "FEED", o.state.get("media_type"))
+        o.state["terminal"] = exc.reason
+        _emit_if_changed(pipe, settings, o, node, {}, dict.fromkeys(wanted, exc.reason), out)
+        return "terminal"
+    if isinstance(exc, ThrottledError):
+        until = now + exc.retry_after  # Meta's estimate; never sleep in a job
+        pipe.set(paused_key(account), int(until), ex=max(exc.retry_after, 1))
+        schedule.request_fetch(pipe, account, media_id, trigger, until)
+        return "throttled"
+    if isinstance(exc, AuthError):
+        if account not in flagged:  # one line and one count per account, however many media it had
+            flagged.add(account)
+            flag_reauth(pipe, settings, account, exc)
+        return "auth"
+    if isinstance(exc, TransientError) and int(o.state.get("attempts") or 0) < MAX_TRANSIENT:
+        attempts = int(o.state.get("attempts") or 0) + 1
+        pipe.hset(media_key(account, media_id), "attempts", attempts)
+        schedule.request_fetch(pipe, account, media_id, trigger, now + backoff(attempts))
+        return "transient"
+    log.warning("fetch failed; next try on schedule", extra={"media": media_id, "error": str(exc)})
+    _schedule_next(pipe, settings, o, now)
+    return "failed"
+
+
+def backoff(attempt: int) -> float:
+    """Jittered exponential backoff: about 30 s, 60 s, 120 s ... capped at an hour."""
+    return min(30 * 2 ** (attempt - 1), 3600) * random.uniform(0.75, 1.25)  # jitter, not crypto
+
+
+def flag_reauth(pipe: Any, settings: Settings, account: str, exc: Exception) -> None:
+    """Mark ``account`` as needing reconnection, count it and say so once."""
+    # Flag by the failing token's fingerprint, so configuring a new token clears it.
+    pipe.set(reauth_key(account), fingerprint(settings.token_for(account)))
+    stats.incr(pipe, "igrelay_account_needs_reauth_total", account=account)
+    log.error("account needs reconnection; its fetches are stopped", extra={"account": account, "error": str(exc)})
+
+
+def _emit_if_changed(
+    pipe: Any, settings: Settings, o: Outcome, node: dict, metrics: dict, unavailable: dict, out: list[records.Record]
+) -> None:
+    """Emit a record unless the metrics equal the last emitted ones for this media."""
+    account, media_id, trigger = o.item
+    digest = hashlib.sha1(json.dumps([metrics, unavailable], sort_keys=True).encode(), usedforsecurity=False)
+    if o.state.get("digest") != digest.hexdigest():
+        out.append(records.media_insights(account, node, metrics, unavailable, trigger))
+    key = media_key(account, media_id)
+    pipe.hset(key, mapping={**o.state, "digest": digest.hexdigest()})
+    pipe.hsetnx(key, "first_seen", int(time.time()))
+    pipe.expire(key, state_ttl(settings))
+
+
+def _schedule_next(pipe: Any, settings: Settings, o: Outcome, now: float) -> None:
+    account, media_id, _trigger = o.item
+    first_seen = float(o.state.get("first_seen") or now)
+    at = next_refresh(first_seen, now, settings.refresh_schedule, _story_posted(o.state))
+    if at is not None:
+        schedule.request_fetch(pipe, account, media_id, "schedule", at)
+
+
+def _story_posted(state: dict[str, str]) -> float | None:
+    if state.get("kind") != "STORY" or not state.get("timestamp"):
+        return None
+    return meta_epoch(state["timestamp"])
+
+
+def meta_epoch(raw: str) -> float | None:
+    """Epoch seconds from Meta's ``2026-11-20T10:00:00+0000``."""
+    try:
+        return datetime.strptime(raw, "%Y-%m-%dT%H:%M:%S%z").timestamp()
+    except ValueError:
+        return None
+
+
+def next_refresh(first_seen: float, now: float, offsets: tuple[int, ...], story_posted: float | None = None) -> Any:
+    """The next refresh time after ``now``; a story gets one last look before it expires, then none."""
+    times = [first_seen + o for o in offsets]
+    if story_posted is not None:
+        times = [t for t in times if t < story_posted + STORY_LAST_LOOK] + [story_posted + STORY_LAST_LOOK]
+    upcoming = [t for t in times if t > now]
+    return min(upcoming) if upcoming else None
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def fetch_now(settings: Settings, media_id: str, account: str | None = None, redis: Redis | None = None) -> dict:
+    """Fetch one media's insights now and return its record (``igrelay fetch MEDIA_ID``).
+
+    Without ``account`` each configured token is tried in turn until one can see the media.
+    """
+    candidates = [account] if account else [*settings.accounts, *([""] if settings.access_token else [])]
+    if not candidates:
+        raise AuthError("no access token configured")
+    error: GraphError = AuthError("no token could read this media")
+    with new_session(2) as session:
+        client = GraphClient(session, settings, redis, timeout_for(settings))
+        for acc in candidates:
+            try:
+                return _fetch_record(client, settings, acc, media_id)
+            except (AuthError, TerminalError) as exc:
+                if isinstance(exc, TerminalError) and exc.reason != "gone":
+                    raise
+                error = exc  # gone here may mean "another account's media": try the next token
+    raise error
+
+
+def _fetch_record(client: GraphClient, settings: Settings, account: str, media_id: str) -> dict:
+    fields = {"fields": "id,media_type,media_product_type,permalink,timestamp,owner"}
+    node = client.get(account, media_id, fields)
+    owner = account or str((node.get("owner") or {}).get("id") or "unknown")
+    kind, media_type = node.get("media_product_type") or "FEED", node.get("media_type")
+    try:
+        result = client.media(account, media_id, kind, media_type)
+    except TerminalError as exc:
+        wanted = metric_registry.configured(settings, kind, media_type)
+        return records.media_insights(owner, node, {}, dict.fromkeys(wanted, exc.reason), "manual")
+    return records.media_insights(owner, result.node, result.metrics, result.unavailable, "manual")

@@ -1,0 +1,237 @@
+"""Graph API requests and answers without I/O: what to ask for, what came back, what went wrong.
+
+Exceptions, each mapped to a policy in ``workers.fetch``::
+
+    GraphError                 an answer we cannot use (a bug, or a request Meta refuses): log, count
+     ├── TransientError        5xx, timeouts, ``is_transient``, codes 1 and 2: re-request with backoff
+     ├── ThrottledError        4, 17, 32, 613, 80000-80014: pause the account ``retry_after`` seconds
+     ├── AuthError             190 (any subcode), 10 and 200-299 permissions: account needs reconnection
+     ├── TerminalError         100/33 gone, 2108006 pre-conversion, "(#10) Not enough viewers": ``reason``
+     └── MetricRejected        code 100 naming one metric: drop ``metric``, remember it, retry once
+
+Texts are Meta's messages; callers pass them through ``config.logs.redact`` before they are kept.
+https://developers.facebook.com/docs/graph-api/guides/error-handling
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+MEDIA_FIELDS = ("id", "media_type", "media_product_type", "permalink", "timestamp")
+NO_DATA = "no_data"
+UNSUPPORTED = "unsupported"
+THROTTLE_CODES = frozenset({4, 17, 32, 613}) | frozenset(
+    range(80000, 80015)
+)  # https://developers.facebook.com/docs/graph-api/overview/rate-limiting
+DEFAULT_THROTTLE_SECONDS = 300
+_METRIC_NAMED = [  # code-100 wordings that name the metric (meta-platform.md 4.4) and the sandbox's
+    re.compile(r"does not support the (\w+) metric"),
+    re.compile(r"the (\w+) metric is no longer supported"),
+    re.compile(r"[Tt]he (\w+) metric is only available"),
+]
+_MUST_BE_ONE_OF = re.compile(r"metric\[(\d+)\] must be one of the following values: ([\w, ]+)")
+
+
+class GraphError(Exception):
+    """An unusable Graph answer; ``code``/``subcode``/``status`` as Meta sent them."""
+
+    def __init__(self, message: str, code: int | None = None, subcode: int | None = None, status: int = 0) -> None:
+        super().__init__(message)
+        self.code, self.subcode, self.status = code, subcode, status
+
+
+class TransientError(GraphError):
+    """Retry later with backoff."""
+
+
+class ThrottledError(GraphError):
+    """A rate limit; ``retry_after`` is Meta's estimate in seconds."""
+
+    retry_after: int = DEFAULT_THROTTLE_SECONDS
+
+
+class AuthError(GraphError):
+    """The token is invalid or lacks a permission; only a reconnection helps."""
+
+
+class TerminalError(GraphError):
+    """No insights will ever come for this media; ``reason`` says why."""
+
+    reason: str = "unavailable"
+
+
+class MetricRejected(GraphError):
+    """Meta refused one metric (``metric``) for this media type and version."""
+
+    metric: str = ""
+
+
+def media_params(metrics: Sequence[str]) -> dict[str, str]:
+    """Media metadata and insights in one call, by field expansion (meta-platform.md 6.3)."""
+    fields = ",".join(MEDIA_FIELDS)
+    if metrics:
+        fields += f",insights.metric({','.join(metrics)})"  # https://developers.facebook.com/docs/graph-api/guides/field-expansion
+    return {"fields": fields}
+
+
+def listing_params(limit: int = 50, after: str | None = None) -> dict[str, str]:
+    """One page of ``/{account}/media`` or ``/{account}/stories``, newest first."""
+    params = {"fields": "id,media_type,media_product_type,timestamp,permalink", "limit": str(limit)}
+    if after:
+        params["after"] = after
+    return params
+
+
+def account_params(metrics: Sequence[str], since: int, until: int) -> dict[str, str]:
+    """Daily account totals; the window may not exceed 30 days (meta-platform.md 5.3)."""
+    if (
+        until - since > 30 * 86400
+    ):  # https://developers.facebook.com/docs/instagram-platform/api-reference/instagram-user/insights
+        raise ValueError("account insights window longer than 30 days")
+    return {
+        "metric": ",".join(metrics),
+        "period": "day",
+        "metric_type": "total_value",
+        "since": str(since),
+        "until": str(until),
+    }
+
+
+def insight_value(item: Mapping[str, Any]) -> float | None:
+    """``values[0].value`` (media shape), falling back to ``total_value.value`` (account shape)."""
+    values = item.get("values")
+    if isinstance(values, list) and values and isinstance(values[0], dict):
+        value = values[0].get("value")
+    else:
+        value = (item.get("total_value") or {}).get("value")
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def parse_insights(data: Any, requested: Sequence[str]) -> tuple[dict[str, float], dict[str, str]]:
+    """Metrics with a value, and the requested ones without (empty ``data`` = unavailable, never 0)."""
+    metrics: dict[str, float] = {}
+    for item in data if isinstance(data, list) else []:
+        value = insight_value(item) if isinstance(item, dict) else None
+        if value is not None and item.get("name") in requested:
+            metrics[item["name"]] = (
+                value  # https://developers.facebook.com/documentation/instagram-platform/reference/instagram-media/insights
+            )
+    return metrics, {name: NO_DATA for name in requested if name not in metrics}
+
+
+def parse_media(body: Mapping[str, Any], requested: Sequence[str]) -> tuple[dict[str, Any], dict, dict]:
+    """The media node (no insights), its metrics and the unavailable ones."""
+    node = {k: body.get(k) for k in MEDIA_FIELDS if body.get(k) is not None}
+    metrics, unavailable = parse_insights((body.get("insights") or {}).get("data"), requested)
+    return node, metrics, unavailable
+
+
+def parse_listing(body: Mapping[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
+    """The page's media nodes and the ``after`` cursor when there is a next page."""
+    paging = body.get("paging") or {}
+    after = (paging.get("cursors") or {}).get("after") if paging.get("next") else None
+    return [m for m in body.get("data") or [] if isinstance(m, dict) and m.get("id")], after
+
+
+def regain_seconds(headers: Mapping[str, str]) -> int:
+    """The longest ``estimated_time_to_regain_access`` (minutes) in the usage headers, in seconds."""
+    minutes = 0
+    for name in (
+        "X-Business-Use-Case-Usage",
+        "X-App-Usage",
+    ):  # https://developers.facebook.com/docs/graph-api/overview/rate-limiting
+        minutes = max(minutes, *_regain_minutes(_json(headers.get(name))), 0)
+    return int(minutes * 60)
+
+
+def _regain_minutes(usage: Any) -> list[float]:
+    """Every ``estimated_time_to_regain_access`` in a usage header, however nested."""
+    if isinstance(usage, dict):
+        found = [usage.get("estimated_time_to_regain_access")]
+        found = [v for v in found if isinstance(v, (int, float))]
+        return found + [m for v in usage.values() for m in _regain_minutes(v)]
+    if isinstance(usage, list):
+        return [m for v in usage for m in _regain_minutes(v)]
+    return []
+
+
+def _json(text: str | None) -> Any:
+    try:
+        return json.loads(text) if text else None
+    except ValueError:
+        return None
+
+
+def classify(status: int, body: Any, headers: Mapping[str, str], requested: Sequence[str] = ()) -> GraphError:
+    """The exception for an error answer (HTTP ``status``, decoded ``body``, response ``headers``)."""
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        cls = TransientError if status >= 500 or status == 429 else GraphError
+        return cls(f"HTTP {status} without a Graph error body", status=status)
+    code, sub = _int(error.get("code")), _int(error.get("error_subcode"))
+    message = str(error.get("message") or "")
+    text = f"Graph error {code}" + (f"/{sub}" if sub else "") + f": {message}"
+    exc = _error_class(code, sub, message, error.get("is_transient") is True, status)(text, code, sub, status)
+    if isinstance(exc, ThrottledError):
+        exc.retry_after = regain_seconds(headers) or DEFAULT_THROTTLE_SECONDS
+    elif isinstance(exc, TerminalError):
+        exc.reason = _terminal_reason(code, sub)
+    elif isinstance(exc, MetricRejected):
+        exc.metric = rejected_metric(message, requested) or ""
+    return exc
+
+
+def _error_class(code: int | None, sub: int | None, message: str, transient: bool, status: int) -> type[GraphError]:
+    """Meta's code table (meta-platform.md 7.2); throttles first, since Meta marks them transient too."""
+    if code in THROTTLE_CODES:
+        return ThrottledError
+    if code == 10 and "not enough viewers" in message.lower():  # a story under 5 viewers, not a permission
+        return TerminalError
+    if code == 190 or code == 10 or (code is not None and 200 <= code <= 299):
+        return AuthError
+    if code == 100 and sub in (33, 2108006):
+        return TerminalError
+    if code == 100 and _names_metric(message):
+        return MetricRejected
+    if code in (1, 2) or transient or status >= 500:
+        return TransientError
+    return GraphError
+
+
+def _terminal_reason(code: int | None, sub: int | None) -> str:
+    if sub == 2108006:
+        return "pre_conversion"
+    if sub == 33:
+        return "gone"
+    return "not_enough_viewers"
+
+
+def _names_metric(message: str) -> bool:
+    return bool(_MUST_BE_ONE_OF.search(message) or any(p.search(message) for p in _METRIC_NAMED))
+
+
+def rejected_metric(message: str, requested: Sequence[str]) -> str | None:
+    """Which of ``requested`` a code-100 message refuses, or None when it cannot tell."""
+    for pattern in _METRIC_NAMED:
+        match = pattern.search(message)
+        if match and match.group(1) in requested:
+            return match.group(1)
+    match = _MUST_BE_ONE_OF.search(message)
+    if not match:
+        return None
+    allowed = {m.strip() for m in match.group(2).split(",")}
+    outside = [m for m in requested if m not in allowed]
+    if outside:
+        return outside[0]
+    index = int(match.group(1))
+    return requested[index] if index < len(requested) else None
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,115 @@
+"""Which metrics to ask for, per media kind and Graph version, in one place; and what Meta withdrew.
+
+Sets are keyed by ``media_product_type`` (reels report ``media_type=VIDEO``, so the product type
+decides), optionally refined as ``PRODUCT_MEDIATYPE`` (e.g. ``FEED_CAROUSEL_ALBUM``), and by the
+lowest Graph version they hold for. The TOML config overrides any key: ``[metrics] REELS = [...]``.
+A metric Meta rejects is remembered in Redis per (version, kind), so every worker learns it once
+and stops asking; it is then reported as ``unsupported`` instead of being requested.
+https://developers.facebook.com/documentation/instagram-platform/reference/instagram-media/insights
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from config.settings import ConfigError, Settings
+
+WITHDRAWN_PREFIX = "igrelay:metrics:withdrawn:"
+WITHDRAWN_TTL = 30 * 86400  # re-learn monthly, so a metric Meta brings back is asked for again
+ACCOUNT = "ACCOUNT"
+
+_COMMON = ["views", "reach", "shares", "total_interactions"]
+# v22.0 retired impressions, plays, clips_replays_count, ig_reels_aggregated_all_plays_count and
+# introduced views (https://developers.facebook.com/docs/graph-api/changelog/version22.0).
+# facebook_views / crossposted_views are left out: they fail for media not shared to Facebook.
+_V22: dict[str, list[str]] = {
+    "FEED": [*_COMMON, "likes", "comments", "saved", "follows", "profile_visits", "profile_activity"],
+    "REELS": [*_COMMON, "likes", "comments", "saved", "ig_reels_avg_watch_time", "ig_reels_video_view_total_time"],
+    "STORY": [*_COMMON, "follows", "profile_visits", "profile_activity", "navigation", "replies"],
+    # https://developers.facebook.com/docs/instagram-platform/api-reference/instagram-user/insights
+    ACCOUNT: [
+        "reach",
+        "views",
+        "accounts_engaged",
+        "total_interactions",
+        "likes",
+        "comments",
+        "saves",
+        "shares",
+        "replies",
+        "follows_and_unfollows",
+        "profile_links_taps",
+    ],
+}
+# 2025-26 additions (reposts, reels_skip_rate, link_clicks), asked for from v24.0 on.
+_V24: dict[str, list[str]] = {
+    "FEED": [*_V22["FEED"], "reposts"],
+    "REELS": [*_V22["REELS"], "reposts", "reels_skip_rate"],
+    "STORY": [*_V22["STORY"], "reposts", "link_clicks"],
+    ACCOUNT: [*_V22[ACCOUNT], "reposts"],
+}
+BY_VERSION: dict[tuple[int, int], dict[str, list[str]]] = {(22, 0): _V22, (24, 0): _V24}
+
+
+def _version(text: str) -> tuple[int, int]:
+    match = re.fullmatch(r"v(\d+)\.(\d+)", text)
+    return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+
+
+def defaults(version: str) -> dict[str, list[str]]:
+    """The built-in sets for ``version`` (the newest table not newer than it)."""
+    wanted = _version(version)
+    eligible = [v for v in BY_VERSION if v <= wanted] or [min(BY_VERSION)]
+    return BY_VERSION[max(eligible)]
+
+
+def configured(settings: Settings, kind: str, media_type: str | None = None) -> list[str]:
+    """The metric set for a kind, with ``[metrics]`` overrides from the TOML config applied."""
+    overrides = settings.section("metrics")
+    table = defaults(settings.graph_api_version)
+    for key in (f"{kind}_{media_type}" if media_type else None, kind):
+        if key and key in overrides:
+            return _names(key, overrides[key])
+    return list(table.get(kind, table["FEED"]))
+
+
+def _names(key: str, value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"IGRELAY_CONFIG: [metrics] {key} must be a list of metric names")
+    return list(value)
+
+
+def withdrawn_key(version: str, kind: str) -> str:
+    """The Redis set of metrics Meta refused for ``kind`` on ``version``."""
+    return f"{WITHDRAWN_PREFIX}{version}:{kind}"
+
+
+def withdrawn(redis: Any, version: str, kind: str) -> set[str]:
+    """Metrics known to be refused (empty without Redis)."""
+    if redis is None:
+        return set()
+    return {m.decode() if isinstance(m, bytes) else m for m in redis.smembers(withdrawn_key(version, kind))}
+
+
+def withdraw(redis: Any, version: str, kind: str, metric: str) -> None:
+    """Remember that Meta refused ``metric`` for ``kind`` on ``version``."""
+    if redis is None:
+        return
+    pipe = redis.pipeline(transaction=False)
+    pipe.sadd(withdrawn_key(version, kind), metric)
+    pipe.expire(withdrawn_key(version, kind), WITHDRAWN_TTL)
+    pipe.execute()
+
+
+def plan(settings: Settings, redis: Any, kind: str, media_type: str | None = None) -> tuple[list[str], list[str]]:
+    """(metrics to request, metrics to report as unsupported) for one media kind."""
+    wanted = configured(settings, kind, media_type)
+    gone = withdrawn(redis, settings.graph_api_version, kind)
+    return [m for m in wanted if m not in gone], [m for m in wanted if m in gone]
+
+
+def unsupported(names: Sequence[str]) -> Mapping[str, str]:
+    """``unavailable`` entries for metrics Meta no longer answers."""
+    return dict.fromkeys(names, "unsupported")
