@@ -1,7 +1,7 @@
 """The enqueue edge: a verified delivery goes durably into Redis in one round trip.
 
-``put()`` runs one MULTI: ``XADD`` of the raw body to the inbox stream, ``SET NX`` of a
-"drain pending" flag, and the accepted counter. Only the request that finds no flag enqueues
+``put()`` runs one Lua script, atomically: ``XADD`` of the raw body to the inbox stream,
+``SET NX`` of a "drain pending" flag, and the accepted counter. Only the request that finds no flag enqueues
 the ``workers.jobs.drain_inbox`` job (by dotted path), so under load a delivery costs one
 round trip whatever the number of changes in it; the worker's 5 s tick drains the inbox too,
 so a lost kick delays a delivery but never loses it.
@@ -25,6 +25,16 @@ DRAIN_JOB = "workers.jobs.drain_inbox"
 
 log = logging.getLogger(__name__)
 
+# KEYS: inbox, pending flag, stats hash. ARGV: body, received-at, stats field.
+_PUT_LUA = """
+local id = redis.call('XADD', KEYS[1], '*', 'b', ARGV[1], 't', ARGV[2])
+local first = redis.call('SET', KEYS[2], '1', 'NX', 'EX', 60)
+redis.call('HINCRBY', KEYS[3], ARGV[3], 1)
+if first then return {id, 1} end
+return {id, 0}
+"""
+_ACCEPTED = stats.field("igrelay_deliveries_total", outcome="accepted")
+
 
 class StoreUnavailable(Exception):
     """Redis did not take the delivery; the caller answers 503 so Meta retries."""
@@ -36,15 +46,13 @@ class DeliveryStore:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
         self.queue = Queue(QUEUE_INGEST, connection=redis, serializer=SERIALIZER)
+        self._put = redis.register_script(_PUT_LUA)
 
     def put(self, body: bytes) -> str:
         """Store ``body``; return its stream entry id. Raises ``StoreUnavailable``."""
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.xadd(INBOX_KEY, {"b": body, "t": f"{time.time():.3f}"})
-        pipe.set(PENDING_KEY, b"1", nx=True, ex=60)
-        stats.incr(pipe, "igrelay_deliveries_total", outcome="accepted")
         try:
-            entry_id, first, _ = pipe.execute()
+            entry_id, first = self._put(keys=[INBOX_KEY, PENDING_KEY, stats.STATS_KEY],
+                                        args=[body, f"{time.time():.3f}", _ACCEPTED])
         except RedisError as exc:
             raise StoreUnavailable(type(exc).__name__) from exc
         if first:

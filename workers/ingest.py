@@ -84,7 +84,8 @@ def process_batch(redis: Redis, settings: Settings, entries: list[Any], result: 
     fresh = _dedupe(redis, parsed)
     captured_at = records.now_iso()
     out = [_record(change, captured_at) for change in fresh]
-    wanted = sorted({(c.account_id, c.media_id, c.field) for c in fresh if c.field in MEDIA_FIELDS and c.media_id})
+    triggers = [c for c in fresh if c.field in MEDIA_FIELDS and c.media_id]
+    wanted = sorted({(c.account_id, c.media_id or "", c.field) for c in triggers})
     due_at = time.time() + settings.debounce_seconds
     pipe = redis.pipeline(transaction=True)
     pipe.multi()  # explicit, as RQ's enqueue into a caller's pipeline expects
@@ -98,13 +99,13 @@ def process_batch(redis: Redis, settings: Settings, entries: list[Any], result: 
     pipe.xack(INBOX_KEY, GROUP, *ids)
     pipe.xdel(INBOX_KEY, *ids)
     answers = pipe.execute()
-    folded = len(wanted) - sum(int(a) for a in answers[: len(wanted)])
+    folded = len(triggers) - sum(int(a) for a in answers[: len(wanted)])
     if folded:
         stats.incr(redis, "igrelay_fetch_coalesced_total", folded)
     result.deliveries += len(entries)
     result.changes.update({f"{label}:{outcome}": n for (label, outcome), n in counts.items()})
     result.records += len(out)
-    result.fetches += len(wanted) - folded
+    result.fetches += len(triggers) - folded
     log.info(
         "ingested batch",
         extra={

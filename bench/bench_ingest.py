@@ -1,0 +1,275 @@
+"""Receiver benchmark: the webhook under gunicorn vs a bare Flask app, the 1000-change ack, and
+the ingest worker's changes/s vs RQ's own no-op job rate. Loopback only, bounded in time.
+
+    python bench/bench_ingest.py [--seconds 5] [--connections 16]
+
+Prints one table; every figure has its baseline measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import requests
+from redis import Redis
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from igrelay import payloads  # noqa: E402
+
+REDIS_URL = os.environ.get("IGRELAY_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+SECRET = "bench-secret"
+GUNICORN = ["gunicorn", "--config", str(ROOT / "config" / "gunicorn.conf.py")]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start(app: str, port: int) -> subprocess.Popen[bytes]:
+    env = dict(
+        os.environ,
+        PORT=str(port),
+        META_APP_SECRET=SECRET,
+        META_VERIFY_TOKEN="bench",
+        REDIS_URL=REDIS_URL,
+        LOG_LEVEL="INFO",
+        WEB_CONCURRENCY=os.environ.get("WEB_CONCURRENCY", "2"),
+        PYTHONPATH=str(ROOT),
+    )
+    proc = subprocess.Popen(
+        [*GUNICORN, app],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    for _ in range(100):
+        try:
+            requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            return proc
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{app} did not start")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=30)
+
+
+def load(url: str, body: bytes, headers: dict[str, str], seconds: float, connections: int) -> dict[str, float]:
+    """``connections`` threads posting as fast as answers come, for ``seconds``."""
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    deadline = time.monotonic() + seconds
+
+    def run() -> None:
+        session = requests.Session()
+        mine = []
+        while time.monotonic() < deadline:
+            t0 = time.perf_counter()
+            answer = session.post(url, data=body, headers=headers, timeout=10)
+            mine.append(time.perf_counter() - t0)
+            if answer.status_code != 200:
+                errors[0] += 1
+        session.close()
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=run) for _ in range(connections)]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - started
+    latencies.sort()
+    return {
+        "rps": len(latencies) / elapsed,
+        "p50_ms": 1000 * latencies[len(latencies) // 2],
+        "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)],
+        "errors": errors[0],
+        "n": len(latencies),
+    }
+
+
+def wrk(url: str, body: bytes, headers: dict[str, str], seconds: float, connections: int) -> dict[str, float]:
+    """The same load with wrk (a C load generator that leaves the CPU to the servers)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(f"wrk.method = 'POST'\nwrk.body = {json.dumps(body.decode())}\n")
+        for key, value in headers.items():
+            script.write(f"wrk.headers[{json.dumps(key)}] = {json.dumps(value)}\n")
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{max(1, int(seconds))}s", "--latency", "-s", script.name, url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    os.unlink(script.name)
+
+    def ms(text: str) -> float:
+        value = float(text.rstrip("usm"))
+        return value / 1000 if text.endswith("us") else value * 1000 if not text.endswith("ms") else value
+
+    lines = {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
+    errors = sum(int(x) for line in out.splitlines() if "Non-2xx" in line for x in line.split()[-1:])
+    return {
+        "rps": float(lines["Requests/sec:"][1]),
+        "p50_ms": ms(lines["50%"][1]),
+        "p99_ms": ms(lines["99%"][1]),
+        "errors": errors,
+        "n": 0,
+    }
+
+
+def median_run(samples: list[dict[str, float]]) -> dict[str, float]:
+    """The sample with the median requests/s."""
+    return sorted(samples, key=lambda r: r["rps"])[len(samples) // 2]
+
+
+def bench_web(seconds: float, connections: int, rounds: int) -> list[tuple[str, str, str, str]]:
+    body = payloads.encode(payloads.delivery("comments", "17841400000000001", "18111", 3))
+    body = body + b" " * max(0, 1024 - len(body))  # a 1 KB delivery
+    headers = {"Content-Type": "application/json", "X-Hub-Signature-256": payloads.sign(body, SECRET)}
+    runs: dict[str, list[dict[str, float]]] = {"bare Flask": [], "igrelay": []}
+    run = wrk if shutil.which("wrk") else load
+    for _round in range(rounds):  # alternate, so drift on a shared machine hits both alike
+        for name, app in (("bare Flask", "bench.bare_app:app"), ("igrelay", "webhook:create_app()")):
+            Redis.from_url(REDIS_URL).flushdb()
+            port = free_port()
+            proc = start(app, port)
+            try:
+                run(f"http://127.0.0.1:{port}/webhook", body, headers, 1.0, connections)  # warm up
+                runs[name].append(run(f"http://127.0.0.1:{port}/webhook", body, headers, seconds, connections))
+            finally:
+                stop(proc)
+    results = {name: median_run(samples) for name, samples in runs.items()}
+    bare, ours = results["bare Flask"], results["igrelay"]
+    ratio = ours["rps"] / bare["rps"]
+    return [
+        (
+            "signed 1 KB deliveries, req/s",
+            f"{ours['rps']:.0f}",
+            f"{bare['rps']:.0f} (bare Flask)",
+            f"{ratio:.0%} (target >= 60%)",
+        ),
+        (
+            f"p99 latency, {connections} connections",
+            f"{ours['p99_ms']:.1f} ms",
+            f"{bare['p99_ms']:.1f} ms",
+            "target < 30 ms",
+        ),
+        ("p50 latency", f"{ours['p50_ms']:.1f} ms", f"{bare['p50_ms']:.1f} ms", f"errors: {ours['errors']}"),
+    ]
+
+
+def bench_big_ack() -> list[tuple[str, str, str, str]]:
+    Redis.from_url(REDIS_URL).flushdb()
+    port = free_port()
+    proc = start("webhook:create_app()", port)
+    try:
+        body = payloads.encode(payloads.delivery("comments", "17841400000000001", "18111", 1000))
+        headers = {"X-Hub-Signature-256": payloads.sign(body, SECRET)}
+        session = requests.Session()
+        times = []
+        for _ in range(60):
+            t0 = time.perf_counter()
+            assert session.post(f"http://127.0.0.1:{port}/webhook", data=body, headers=headers).status_code == 200
+            times.append(1000 * (time.perf_counter() - t0))
+        session.close()
+    finally:
+        stop(proc)
+    times = sorted(times[10:])
+    return [
+        (
+            "1000-change delivery acknowledged",
+            f"p50 {statistics.median(times):.1f} ms",
+            f"{len(body) // 1024} KB body",
+            f"p99 {times[int(len(times) * 0.99)]:.1f} ms (target < 50 ms)",
+        )
+    ]
+
+
+def bench_worker() -> list[tuple[str, str, str, str]]:
+    from config.settings import Settings
+    from workers import ingest
+
+    redis = Redis.from_url(REDIS_URL)
+    redis.flushdb()
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings.from_env({"REDIS_URL": REDIS_URL, "IGRELAY_SINKS": f"file://{tmp}/r.jsonl"})
+        deliveries, per = 200, 100
+        for i in range(deliveries):
+            body = payloads.encode(payloads.delivery("comments", "17841400000000001", f"m{i % 50}", per))
+            redis.xadd(ingest.INBOX_KEY, {"b": body, "t": "0"})
+        t0 = time.perf_counter()
+        result = ingest.drain(redis, settings, consumer="bench")
+        ours = sum(result.changes.values()) / (time.perf_counter() - t0)
+    noop = rq_noop_rate(redis)
+    redis.flushdb()
+    return [
+        (
+            "ingest worker, changes/s (one process)",
+            f"{ours:.0f}",
+            f"{noop:.0f} RQ no-op jobs/s (HerokuWorker)",
+            f"{ours / noop:.0f}x (target >= 5000/s)",
+        )
+    ]
+
+
+def rq_noop_rate(redis: Redis, jobs: int = 300) -> float:
+    from rq import Queue
+    from rq.worker import HerokuWorker
+
+    queue = Queue("bench-noop", connection=redis, serializer="rq.serializers.JSONSerializer")
+    for _ in range(jobs):
+        queue.enqueue("bench.noop.noop", result_ttl=0)
+    import bench.noop  # noqa: F401  imported before forking, as igrelay's worker pre-imports its jobs
+
+    worker = HerokuWorker(
+        [queue], connection=redis, serializer="rq.serializers.JSONSerializer", log_job_description=False
+    )
+    t0 = time.perf_counter()
+    worker.work(burst=True, logging_level="WARNING")
+    return jobs / (time.perf_counter() - t0)  # igrelay's own worker class is the honest baseline
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    rows = bench_web(args.seconds, args.connections, args.rounds) + bench_big_ack() + bench_worker()
+    print(f"load generator: {'wrk' if shutil.which('wrk') else 'python threads (install wrk for truer numbers)'}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}"
+    )
+    widths = [max(len(r[i]) for r in rows + [("measure", "igrelay", "baseline", "ratio / target")]) for i in range(4)]
+    for row in [("measure", "igrelay", "baseline", "ratio / target"), *rows]:
+        print(" | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
+    print(json.dumps({"rows": rows}), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+# Sourced by bin/dev and bin/test: a project venv with igrelay installed, and a Redis that answers.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+PYTHON="${PYTHON:-python3}"
+
+setup_venv() {
+  if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -m venv .venv
+  fi
+  # Reinstall only when pyproject.toml changed since the last install.
+  local stamp=".venv/.igrelay-installed"
+  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+    touch "$stamp"
+  fi
+  export PATH="$ROOT/.venv/bin:$PATH"
+}
+
+redis_answers() {
+  .venv/bin/python - "$1" <<'PY' >/dev/null 2>&1
+import sys, redis
+redis.Redis.from_url(sys.argv[1], socket_connect_timeout=1).ping()
+PY
+}
+
+ensure_test_redis() {
+  local url="${IGRELAY_TEST_REDIS_URL:-redis://127.0.0.1:6379/13}"
+  if redis_answers "$url"; then return 0; fi
+  if ! command -v redis-server >/dev/null; then
+    echo "bin/test: no Redis answers at $url and redis-server is not installed (apt-get install redis-server)" >&2
+    exit 1
+  fi
+  echo "bin/test: starting redis-server on 127.0.0.1:6379" >&2
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
+    --logfile /tmp/igrelay-test-redis.log
+  for _ in $(seq 50); do redis_answers "$url" && return 0; sleep 0.1; done
+  echo "bin/test: redis-server did not come up (see /tmp/igrelay-test-redis.log)" >&2
+  exit 1
+}

@@ -1,0 +1,117 @@
+"""Deliveries through the real app, a real Redis and a real RQ worker, into records."""
+
+import json
+from pathlib import Path
+
+from igrelay import payloads
+from tests.conftest import SECRET, run_worker
+from workers import ingest, schedule
+
+SAMPLES = Path(__file__).parent / "samples" / "meta"
+
+
+def post(client, body):
+    answer = client.post("/webhook", data=body, headers={"X-Hub-Signature-256": payloads.sign(body, SECRET)})
+    assert answer.status_code == 200
+    return answer
+
+
+def records(tmp_path):
+    path = tmp_path / "records.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_every_sample_becomes_records_once(client, settings, redis, tmp_path):
+    for sample in sorted(SAMPLES.glob("*.json")):
+        post(client, sample.read_bytes())
+        post(client, sample.read_bytes())  # Meta retries: the same delivery again
+    run_worker(settings)
+    out = records(tmp_path)
+    ids = [r["id"] for r in out]
+    assert len(ids) == len(set(ids))
+    kinds = {(r["kind"], r["trigger"]) for r in out}
+    assert ("story_insights", "story_insights") in kinds
+    assert {("webhook_event", f) for f in ("comments", "live_comments", "mentions", "messages")} <= kinds
+    assert not any(r["trigger"] == "some_future_field" for r in out)
+    # 10 samples: comment ids 1..8 (8 comments/live/missing-changes/array/unknown), 1 mention, 3 messaging, 1 story
+    assert len(out) == 13
+    assert redis.xlen("igrelay:inbox") == 0
+    metrics = client.get("/metrics").data.decode()
+    assert 'igrelay_changes_total{field="comments",outcome="duplicate"}' in metrics
+    assert 'igrelay_changes_total{field="unknown",outcome="ignored"} 4.0' in metrics
+
+
+def test_rebatched_retry_is_processed_once(client, settings, tmp_path):
+    first = payloads.delivery("comments", "17841400000000001", "18111", 3)
+    post(client, payloads.encode(first))
+    run_worker(settings)
+    rebatched = payloads.delivery("comments", "17841400000000001", "18111", 1)
+    rebatched["entry"][0]["changes"] += first["entry"][0]["changes"][1:]
+    rebatched["entry"][0]["time"] += 99  # a retry may carry another send time
+    post(client, payloads.encode(rebatched))
+    run_worker(settings)
+    assert len(records(tmp_path)) == 4
+
+
+def test_comments_request_one_debounced_fetch_per_media(client, settings, redis):
+    for media in ("m1", "m2"):
+        for _ in range(5):
+            post(client, payloads.encode(payloads.delivery("comments", "17841400000000001", media, 10)))
+    post(client, payloads.encode(payloads.delivery("mentions", "17841400000000001", "m3", 1)))
+    run_worker(settings)
+    due = dict(redis.zrange(schedule.DUE_KEY, 0, -1, withscores=True))
+    assert set(due) == {b"17841400000000001:m1", b"17841400000000001:m2"}  # mentions: someone else's media
+    assert b"igrelay_fetch_coalesced_total 98.0" in client.get("/metrics").data
+
+
+def test_fetch_request_only_moves_earlier(redis):
+    assert schedule.request_fetch(redis, "a", "m", "schedule", 5000.0) == 1
+    assert schedule.request_fetch(redis, "a", "m", "comments", 100.0) == 1
+    assert schedule.request_fetch(redis, "a", "m", "comments", 130.0) == 0
+    assert redis.zscore(schedule.DUE_KEY, "a:m") == 100.0
+    assert redis.hget(schedule.TRIGGER_KEY, "a:m") == b"comments"
+
+
+def test_entries_of_a_killed_consumer_are_claimed_again(client, settings, redis, tmp_path, monkeypatch):
+    post(client, payloads.encode(payloads.delivery("comments", "17841400000000001", "18111", 2)))
+    ingest.ensure_group(redis)
+    redis.xreadgroup(ingest.GROUP, "dead-worker", {ingest.INBOX_KEY: ">"}, count=10)  # read, never acked
+    ingest.drain(redis, settings, consumer="live-worker")
+    run_worker(settings)
+    assert records(tmp_path) == []  # not idle long enough yet: still the dead worker's
+    monkeypatch.setattr(ingest, "CLAIM_IDLE_MS", 0)
+    ingest.drain(redis, settings, consumer="live-worker")
+    run_worker(settings)
+    assert len(records(tmp_path)) == 2
+    assert redis.xpending(ingest.INBOX_KEY, ingest.GROUP)["pending"] == 0
+
+
+def test_crash_after_dedupe_does_not_lose_changes(client, settings, redis, tmp_path, monkeypatch):
+    post(client, payloads.encode(payloads.delivery("comments", "17841400000000001", "18111", 3)))
+    ingest.ensure_group(redis)
+    entries = redis.xreadgroup(ingest.GROUP, "w1", {ingest.INBOX_KEY: ">"}, count=10)[0][1]
+    parsed = [(e.decode(), ingest._changes(d)) for e, d in entries]
+    assert len(ingest._dedupe(redis, parsed)) == 3  # marked seen, then the worker dies before emitting
+    monkeypatch.setattr(ingest, "CLAIM_IDLE_MS", 0)
+    ingest.drain(redis, settings, consumer="w2")
+    run_worker(settings)
+    assert len(records(tmp_path)) == 3
+
+
+def test_thousand_change_delivery(client, settings, tmp_path):
+    post(client, payloads.encode(payloads.delivery("comments", "17841400000000001", "18111", 1000)))
+    run_worker(settings)
+    assert len(records(tmp_path)) == 1000
+
+
+def test_every_job_has_explicit_retry_and_ttls(client, settings, redis):
+    post(client, payloads.encode(payloads.delivery("comments", "17841400000000001", "18111", 3)))
+    ingest.drain(redis, settings, consumer="w")
+    jobs = [k for k in redis.scan_iter("rq:job:*") if redis.type(k) == b"hash"]
+    assert jobs
+    for key in jobs:
+        job = redis.hgetall(key)
+        assert int(job[b"retries_left"]) >= 2, key
+        assert b"failure_ttl" in job and b"result_ttl" in job and b"timeout" in job, key
+        assert job[b"serializer"] if b"serializer" in job else True
+        assert b"17841400000000001" not in job.get(b"description", b"")

@@ -1,0 +1,50 @@
+"""Property-based: arbitrary headers and bodies never make POST /webhook answer 5xx."""
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from igrelay.payloads import sign
+from tests.conftest import SECRET
+
+header_values = st.one_of(
+    st.text(max_size=300),
+    st.binary(max_size=80).map(lambda b: "sha256=" + b.hex()),
+    st.from_regex(r"sha256=[0-9a-fA-F]{0,70}", fullmatch=True),
+)
+headers = st.dictionaries(
+    st.sampled_from(["X-Hub-Signature-256", "X-Hub-Signature", "Content-Type", "Content-Length-X", "X-Other"]),
+    header_values.filter(lambda v: "\n" not in v and "\r" not in v and "\x00" not in v),
+    max_size=4,
+)
+json_like = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=20,
+)
+HEALTH = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=HEALTH)
+@given(body=st.binary(max_size=2000), hdrs=headers)
+def test_arbitrary_requests_never_5xx(client, redis, body, hdrs):
+    answer = client.post("/webhook", data=body, headers=hdrs)
+    assert answer.status_code in (200, 400, 401, 413)
+    if answer.status_code != 200:
+        assert not answer.data.startswith(b"{")
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=HEALTH)
+@given(payload=json_like)
+def test_signed_arbitrary_json_is_200_or_400(client, redis, payload):
+    import json
+
+    body = json.dumps(payload).encode()
+    answer = client.post("/webhook", data=body, headers={"X-Hub-Signature-256": sign(body, SECRET)})
+    assert answer.status_code in (200, 400)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=HEALTH)
+@given(body=st.binary(max_size=500))
+def test_nothing_unsigned_is_stored(client, redis, body):
+    client.post("/webhook", data=body, headers={"X-Hub-Signature-256": sign(body, "not-the-secret")})
+    assert redis.xlen("igrelay:inbox") == 0
