@@ -30,6 +30,7 @@ PENDING_KEY = "igrelay:inbox:pending"
 GROUP = "ingest"
 SEEN_TTL = 72 * 3600  # longer than Meta's 36 h of retries, twice over
 CLAIM_IDLE_MS = 60_000
+LAST_DELIVERY_KEY = "igrelay:account:{}:last_delivery"
 BATCH = 200
 
 log = logging.getLogger("igrelay.ingest")
@@ -95,6 +96,8 @@ def process_batch(redis: Redis, settings: Settings, entries: list[Any], result: 
     counts = _counts(parsed, fresh)
     for (label, outcome), n in counts.items():
         stats.incr(pipe, "igrelay_changes_total", n, field=label, outcome=outcome)
+    for account_id in {c.account_id for _eid, cs in parsed for c in cs if c.account_id and c.object == "instagram"}:
+        pipe.set(LAST_DELIVERY_KEY.format(account_id), int(time.time()), ex=30 * 86400)  # for the watchdog
     ids = [eid for eid, _ in entries]
     pipe.xack(INBOX_KEY, GROUP, *ids)
     pipe.xdel(INBOX_KEY, *ids)
