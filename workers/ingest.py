@@ -31,7 +31,7 @@ GROUP = "ingest"
 SEEN_TTL = 72 * 3600  # longer than Meta's 36 h of retries, twice over
 CLAIM_IDLE_MS = 60_000
 LAST_DELIVERY_KEY = "igrelay:account:{}:last_delivery"
-BATCH = 200
+BATCH = 50  # entries per read: bodies can be up to IGRELAY_MAX_BODY_BYTES each
 
 log = logging.getLogger("igrelay.ingest")
 

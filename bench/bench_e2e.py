@@ -1,0 +1,236 @@
+"""End to end, as the Procfile runs it: webhook 200 -> record in the SQLite sink, and memory.
+
+A real gunicorn web, one `igrelay worker` and the sandbox Graph API (so comments also trigger
+insights fetches, as in production), all on loopback. Deliveries of one comment each are sent at
+a steady rate; each comment's `webhook_event` record is timed from the webhook's 200 to its row
+in SQLite (the debounce delays only the insights fetch, not this record). Peak RSS of every web
+and worker process is sampled from /proc during the load. Baseline: a bare Redis `XADD` seen by
+a blocking `XREAD` in another client, the floor for any design that stores before answering.
+
+    python bench/bench_e2e.py [--deliveries 400] [--rate 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import requests
+from redis import Redis
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from igrelay import payloads  # noqa: E402
+from igrelay.sandbox import Sandbox  # noqa: E402
+
+REDIS_URL = os.environ.get("IGRELAY_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+SECRET = "bench-secret"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def group_rss_kb(pid: int) -> list[int]:
+    """VmRSS (kB) of every process in ``pid``'s process group."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.getpgid(int(entry)) != pid:
+                continue
+            with open(f"/proc/{entry}/status") as fh:
+                out += [int(line.split()[1]) for line in fh if line.startswith("VmRSS:")]
+        except (OSError, ProcessLookupError):
+            continue
+    return out
+
+
+class Peak(threading.Thread):
+    """Samples the largest single-process RSS of some process groups every 100 ms."""
+
+    def __init__(self, groups: dict[str, int]) -> None:
+        super().__init__(daemon=True)
+        self.groups, self.peak, self.stop = groups, dict.fromkeys(groups, 0), threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(0.1):
+            for name, pgid in self.groups.items():
+                self.peak[name] = max([self.peak[name], *group_rss_kb(pgid)])
+
+
+def start(cmd: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def redis_baseline(n: int = 400) -> list[float]:
+    """Latency of a bare XADD seen by a blocking XREAD in another thread: the floor for any design."""
+    redis = Redis.from_url(REDIS_URL)
+    seen: list[float] = []
+    sent: list[float] = []
+
+    def reader() -> None:
+        last = "$"
+        reader_redis = Redis.from_url(REDIS_URL)
+        while len(seen) < n:
+            for _stream, entries in reader_redis.xread({"bench:e2e": last}, block=1000) or []:
+                for entry_id, _ in entries:
+                    seen.append(time.perf_counter())
+                    last = entry_id
+        reader_redis.close()
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    time.sleep(0.2)
+    for _ in range(n):
+        sent.append(time.perf_counter())
+        redis.xadd("bench:e2e", {"b": b"x" * 300})
+        time.sleep(0.005)
+    thread.join(30)
+    redis.delete("bench:e2e")
+    return sorted(1000 * (b - a) for a, b in zip(sent, seen, strict=False))
+
+
+def run(deliveries: int, rate: float) -> list[tuple[str, str, str, str]]:
+    redis = Redis.from_url(REDIS_URL)
+    redis.flushdb()
+    tmp = Path(tempfile.mkdtemp())
+    db = tmp / "records.sqlite3"
+    port = free_port()
+    with Sandbox() as sandbox:
+        tokens = ",".join(f"{a}={sandbox.token_for(a)}" for a in sandbox.accounts)
+        env = dict(
+            os.environ,
+            PORT=str(port),
+            META_APP_SECRET=SECRET,
+            META_VERIFY_TOKEN="bench",
+            REDIS_URL=REDIS_URL,
+            IGRELAY_SINKS=f"sqlite:///{db}",
+            GRAPH_API_URL=sandbox.url,
+            IG_ACCESS_TOKENS=tokens,
+            IGRELAY_DEBOUNCE_SECONDS="2",
+            LOG_LEVEL="INFO",
+            PYTHONPATH=str(ROOT),
+        )
+        web = start(["gunicorn", "--config", "config/gunicorn.conf.py", "webhook:create_app()"], env)
+        worker = start([sys.executable, "-m", "igrelay", "worker"], env)
+        peak = Peak({"web": web.pid, "worker": worker.pid})
+        try:
+            wait_healthy(port)
+            peak.start()
+            acked = send(port, sandbox.accounts[0], deliveries, rate)
+            arrived = watch(db, set(acked), timeout=60)
+        finally:
+            peak.stop.set()
+            stop(web)
+            stop(worker)
+    latencies = sorted(1000 * (arrived[c] - acked[c]) for c in acked if c in arrived)
+    floor = redis_baseline()
+    redis.flushdb()
+    lost = len(acked) - len(latencies)
+
+    def pct(values: list[float], p: float) -> float:
+        return values[min(len(values) - 1, int(len(values) * p))]
+
+    return [
+        (
+            f"webhook 200 -> SQLite row, {deliveries} deliveries at {rate:.0f}/s",
+            f"p50 {pct(latencies, 0.5):.0f} ms, p99 {pct(latencies, 0.99):.0f} ms",
+            f"p50 {pct(floor, 0.5):.1f} ms (bare XADD -> XREAD)",
+            f"{lost} records missing",
+        ),
+        ("peak RSS, one web process (gunicorn worker)", f"{peak.peak['web'] / 1024:.0f} MB", "", "under load"),
+        ("peak RSS, one worker process (parent or horse)", f"{peak.peak['worker'] / 1024:.0f} MB", "", "under load"),
+    ]
+
+
+def wait_healthy(port: int) -> None:
+    for _ in range(100):
+        try:
+            requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            return
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    raise RuntimeError("web did not start")
+
+
+def send(port: int, account: str, deliveries: int, rate: float) -> dict[str, float]:
+    """POST one-comment deliveries at ``rate``/s; comment id -> time its 200 arrived."""
+    acked: dict[str, float] = {}
+    session = requests.Session()
+    for i in range(deliveries):
+        payload = payloads.delivery("comments", account, f"1800000000000{i % 20:04d}", 1)
+        comment = payload["entry"][0]["changes"][0]["value"]["id"]
+        body = payloads.encode(payload)
+        answer = session.post(
+            f"http://127.0.0.1:{port}/webhook",
+            data=body,
+            headers={"X-Hub-Signature-256": payloads.sign(body, SECRET)},
+            timeout=10,
+        )
+        if answer.status_code == 200:
+            acked[comment] = time.time()
+        time.sleep(max(0.0, 1 / rate - 0.002))
+    session.close()
+    return acked
+
+
+def watch(db: Path, wanted: set[str], timeout: float) -> dict[str, float]:
+    """Poll SQLite every 10 ms; comment id -> time its record was first seen."""
+    arrived: dict[str, float] = {}
+    deadline = time.monotonic() + timeout
+    while len(arrived) < len(wanted) and time.monotonic() < deadline:
+        if db.exists():
+            try:
+                with sqlite3.connect(db, timeout=1) as conn:
+                    rows = conn.execute(
+                        "SELECT json_extract(data, '$.event.comment_id') FROM records WHERE kind = 'webhook_event'"
+                    ).fetchall()
+                conn.close()
+            except sqlite3.OperationalError:
+                rows = []
+            now = time.time()
+            for (comment,) in rows:
+                if comment in wanted and comment not in arrived:
+                    arrived[comment] = now
+        time.sleep(0.01)
+    return arrived
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--deliveries", type=int, default=400)
+    parser.add_argument("--rate", type=float, default=40.0)
+    args = parser.parse_args()
+    rows = run(args.deliveries, args.rate)
+    head = ("measure", "igrelay", "baseline", "note")
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(4)]
+    for row in [head, *rows]:
+        print(" | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
+
+
+if __name__ == "__main__":
+    main()
