@@ -3,28 +3,62 @@
 ``emit`` enqueues one ``workers.jobs.deliver`` job per (sink, batch of records) inside the
 caller's pipeline, so records and the work that made them are committed together. A job names
 its sink by ``Sink.name``, never by URL (URLs can hold passwords and Slack hook secrets).
+
+``deliver`` maps the sink exceptions to retry policy, in this one place:
+
+- success: non-idempotent sinks get per-record marks (``workers.sinks.ledger``) so no retry,
+  replay or duplicate job sends a record twice; at-most-once sinks (Slack) claim before sending;
+- ``SinkError``: records that got through are marked; the job is retried on its schedule
+  (exponential with jitter over ``retry_span``, default 1 day), or, when the sink said
+  ``Retry-After``, the rest is re-enqueued with ``enqueue_in`` (never ``time.sleep``);
+- ``PermanentSinkError`` or no retries left: dead-lettered in RQ's FailedJobRegistry
+  (``workers.failed``), counted as ``outcome="dead_letter"``; ``SinkGone`` also disables the sink.
 """
 
 from __future__ import annotations
 
 import logging
+import random
+import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 from redis import Redis
-from rq import Queue
+from rq import Queue, Retry, get_current_job
+from rq.job import Job
 
 from config import stats
 from config.rq import QUEUE_SINKS, SERIALIZER, presets
-from config.settings import Settings
+from config.settings import ConfigError, Settings, parse_duration
 from workers import sinks
-from workers.sinks import Record
+from workers.sinks import PermanentSinkError, Record, Sink, SinkError, SinkGone, ledger
 
 DELIVER_JOB = "workers.jobs.deliver"
 BATCH = 500
+METRIC = "igrelay_sink_deliveries_total"
 
 log = logging.getLogger("igrelay.delivery")
+
+
+def retry_schedule(span: int, first: int = 10, factor: int = 3, cap: int = 6 * 3600, jitter: float = 0.2) -> Retry:
+    """Exponential intervals with ±``jitter`` summing to about ``span`` seconds (then dead letter)."""
+    intervals: list[int] = []
+    total, step = 0, first
+    while total < span:
+        interval = min(step, cap, max(span - total, first))
+        intervals.append(max(1, round(interval * random.uniform(1 - jitter, 1 + jitter))))  # noqa: S311
+        total += interval
+        step *= factor
+    return Retry(max=len(intervals), interval=intervals)
+
+
+def job_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Enqueue keywords for a delivery: the ``deliver`` preset with a jittered retry schedule."""
+    raw = options.get("retry_span", "1d")
+    span = int(raw) if isinstance(raw, (int, float)) else parse_duration("[sinks] retry_span", str(raw))
+    return {**presets()["deliver"], "retry": retry_schedule(span)}
 
 
 def emit(redis: Redis, settings: Settings, records: Sequence[Record], pipeline: Any = None) -> int:
@@ -43,7 +77,8 @@ def emit(redis: Redis, settings: Settings, records: Sequence[Record], pipeline: 
                 args=(name, chunk),
                 pipeline=pipeline,
                 description=f"deliver {len(chunk)} records to {name}",
-                **presets()["deliver"],
+                meta={"sink": name, "attempts": 0},
+                **job_options(options),
             )
             jobs += 1
     for kind, n in Counter(r["kind"] for r in records).items():
@@ -75,14 +110,98 @@ def deliver(redis: Redis, settings: Settings, name: str, records: Sequence[Recor
     if name not in table:
         log.warning("sink no longer configured; delivery dropped", extra={"sink": name, "records": len(records)})
         return
-    url, options = table[name]
-    sink = sinks.load(url, options, settings)
+    job = get_current_job()
+    _count_attempt(job)
+    if ledger.is_disabled(redis, name):
+        _dead_letter(redis, job, name, len(records))
+        raise PermanentSinkError(f"sink {name} is disabled (it answered 410 Gone); replay it to re-enable")
+    sink = _load(name, *table[name], settings)
     try:
-        sink.send(records)
-    except sinks.SinkError:
-        stats.incr(redis, "igrelay_sink_deliveries_total", len(records), sink=name, outcome="failed")
-        raise
+        _send(redis, job, name, sink, records)
     finally:
         sink.close()
-    stats.incr(redis, "igrelay_sink_deliveries_total", len(records), sink=name, outcome="delivered")
-    log.info("delivered", extra={"sink": name, "records": len(records)})
+
+
+def _load(name: str, url: str, options: Mapping[str, Any], settings: Settings) -> Sink:
+    try:
+        return sinks.load(url, options, settings)
+    except (ConfigError, ValueError) as exc:  # the text may quote the URL: keep only the type
+        raise PermanentSinkError(f"sink {name}: invalid configuration ({type(exc).__name__})") from None
+
+
+def _send(redis: Redis, job: Job | None, name: str, sink: Sink, records: Sequence[Record]) -> None:
+    keyed = sink.idempotent
+    pending = list(records) if keyed else ledger.unsent(redis, name, records)
+    if len(pending) < len(records):
+        stats.incr(redis, METRIC, len(records) - len(pending), sink=name, outcome="already_sent")
+    if not pending:
+        return
+    if sink.at_most_once:
+        sink.claim = ledger.claimer(redis, name)
+    try:
+        sink.send(pending)
+    except SinkError as exc:
+        _failed(redis, job, name, sink, pending, exc)
+        return
+    except Exception as exc:  # a bug or an unwrapped driver error: its text may hold a URL
+        log.exception("sink raised an unexpected error", extra={"sink": name})
+        raise SinkError(f"sink {name}: unexpected {type(exc).__name__}") from None
+    if not keyed and not sink.at_most_once:
+        ledger.mark(redis, name, [str(r["id"]) for r in pending])
+    stats.incr(redis, METRIC, len(pending), sink=name, outcome="delivered")
+    log.info("delivered", extra={"sink": name, "records": len(pending)})
+
+
+def _failed(redis: Redis, job: Job | None, name: str, sink: Sink, pending: list[Record], exc: SinkError) -> None:
+    """Settle a failed send: mark what got through, then retry, reschedule or dead-letter the rest."""
+    done = set(exc.done)
+    rest = [r for r in pending if str(r["id"]) not in done]
+    if sink.at_most_once:
+        ledger.release(redis, name, [str(r["id"]) for r in rest])
+    elif not sink.idempotent and done:
+        ledger.mark(redis, name, done)
+    if done:
+        stats.incr(redis, METRIC, len(done), sink=name, outcome="delivered")
+    stats.incr(redis, METRIC, len(rest), sink=name, outcome="failed")
+    log.warning("delivery failed", extra={"sink": name, "records": len(rest), "error": str(exc)})
+    if isinstance(exc, SinkGone):
+        ledger.disable(redis, name, time.time())
+    left = (job.retries_left or 0) if job is not None else 0
+    if exc.retry_after and job is not None and not isinstance(exc, PermanentSinkError):
+        left = left - (0 if done else 1)  # progress does not use up an attempt
+        if left >= 0:
+            _reschedule(redis, job, name, rest, exc.retry_after, left)
+            return
+    if isinstance(exc, PermanentSinkError) or left <= 0:
+        _dead_letter(redis, job, name, len(rest))
+    raise exc
+
+
+def _reschedule(redis: Redis, job: Job, name: str, records: list[Record], delay: float, left: int) -> None:
+    """Enqueue ``records`` again in ``delay`` seconds with ``left`` retries of the same schedule."""
+    intervals = (job.retry_intervals or [])[-left:] if left else []
+    options = {**presets()["deliver"], "retry": Retry(max=left, interval=intervals) if left else None}
+    queue = Queue(job.origin, connection=redis, serializer=SERIALIZER)
+    queue.enqueue_in(
+        timedelta(seconds=delay),
+        DELIVER_JOB,
+        args=(name, records),
+        description=f"deliver {len(records)} records to {name}",
+        meta={"sink": name, "attempts": job.meta.get("attempts", 1)},
+        **options,
+    )
+    stats.incr(redis, METRIC, len(records), sink=name, outcome="rescheduled")
+    log.info("rescheduled after Retry-After", extra={"sink": name, "records": len(records), "delay": delay})
+
+
+def _dead_letter(redis: Redis, job: Job | None, name: str, count: int) -> None:
+    """Make the failure final: RQ will not retry and keeps the job in its FailedJobRegistry."""
+    if job is not None:
+        job.retries_left = 0  # the very Job object RQ's worker consults after we raise
+        stats.incr(redis, METRIC, count, sink=name, outcome="dead_letter")
+
+
+def _count_attempt(job: Job | None) -> None:
+    if job is not None:
+        job.meta["attempts"] = int(job.meta.get("attempts", 0)) + 1
+        job.save_meta()

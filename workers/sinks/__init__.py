@@ -4,13 +4,18 @@ Exceptions, mapped to retry policy in ``workers.delivery``::
 
     SinkError            retry this delivery later (``retry_after`` seconds when the sink said so)
      └── PermanentSinkError   do not retry; the delivery is dead-lettered at once
+          └── SinkGone         the destination asked to be removed (HTTP 410): the sink is disabled
+
+Every ``SinkError`` carries ``done``: ids of records that got through (or, for at-most-once sinks,
+may have) before the failure, so a retry never sends them again to a non-idempotent sink.
+Exception texts never hold a sink URL: callers store them in Redis and logs.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -23,19 +28,32 @@ REGISTRY = {
     "stdout": "workers.sinks.stdout:StdoutSink",
     "file": "workers.sinks.file:FileSink",
     "memory": "workers.sinks.memory:MemorySink",
+    "sqlite": "workers.sinks.sqlite:SqliteSink",
+    "postgresql": "workers.sinks.postgres:PostgresSink",
+    "postgres": "workers.sinks.postgres:PostgresSink",
+    "http": "workers.sinks.http:HttpSink",
+    "https": "workers.sinks.http:HttpSink",
+    "slack": "workers.sinks.slack:SlackSink",
+    "redis": "workers.sinks.stream:StreamSink",
+    "rediss": "workers.sinks.stream:StreamSink",
 }
 
 
 class SinkError(Exception):
     """A delivery failed and may succeed later."""
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    def __init__(self, message: str, retry_after: float | None = None, done: Sequence[str] = ()) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.done = tuple(done)
 
 
 class PermanentSinkError(SinkError):
     """A delivery failed in a way retrying cannot fix."""
+
+
+class SinkGone(PermanentSinkError):
+    """The destination said it is gone for good; the sink is disabled until replayed."""
 
 
 class Sink:
@@ -43,6 +61,11 @@ class Sink:
 
     #: True when sending the same record id twice stores it once (SQL, Redis streams).
     idempotent: ClassVar[bool] = False
+    #: True when a record whose send was attempted must never be sent again (Slack): records are
+    #: claimed before sending, and a send that may have happened keeps its claim.
+    at_most_once: ClassVar[bool] = False
+    #: Set by the delivery layer on at-most-once sinks: claims a record id just before it is sent.
+    claim: Callable[[str], bool] | None = None
 
     def __init__(self, url: str, options: Mapping[str, Any], settings: Settings) -> None:
         self.url = url

@@ -1,12 +1,15 @@
 """``file:///abs/path/records.jsonl``: append JSON Lines.
 
-Each batch is written with one ``write`` on a file opened with O_APPEND and then fsynced, so
-concurrent writers never interleave inside a line and a crash leaves at most a partial last
-batch, which readers skip (lines always end with a newline). Failure policy: raise.
+Each batch is written under an exclusive ``flock`` with O_APPEND and then fsynced, so concurrent
+writers never interleave inside a line. A write error removes the whole batch; a crash mid-write
+can leave a partial last line, which the next writer cuts off before appending (its batch failed
+and is sent again), so every line in the file is a whole record. Not idempotent: the delivery
+layer marks what was written. Failure policy: raise.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from collections.abc import Sequence
@@ -14,6 +17,24 @@ from urllib.parse import unquote, urlsplit
 
 from config.settings import ConfigError
 from workers.sinks import Record, Sink, SinkError
+
+BLOCK = 65536
+
+
+def cut_partial_line(fd: int) -> None:
+    """Truncate the file after its last newline (no-op when it already ends with one)."""
+    end = os.fstat(fd).st_size
+    if end == 0 or os.pread(fd, 1, end - 1) == b"\n":
+        return
+    pos = end
+    while pos > 0:
+        start = max(0, pos - BLOCK)
+        found = os.pread(fd, pos - start, start).rfind(b"\n")
+        if found >= 0:
+            os.ftruncate(fd, start + found + 1)
+            return
+        pos = start
+    os.ftruncate(fd, 0)
 
 
 class FileSink(Sink):
@@ -26,14 +47,22 @@ class FileSink(Sink):
             raise ConfigError(f"IGRELAY_SINKS: file sink needs an absolute path (file:///abs/path), got {self.url!r}")
 
     def send(self, records: Sequence[Record]) -> None:
-        data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode()
+        data = memoryview("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode())
         try:
             os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
             try:
-                os.write(fd, data)
-                os.fsync(fd)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                cut_partial_line(fd)
+                start = os.fstat(fd).st_size
+                try:
+                    while data:
+                        data = data[os.write(fd, data) :]
+                    os.fsync(fd)
+                except OSError:
+                    os.ftruncate(fd, start)  # a failed batch leaves nothing behind
+                    raise
             finally:
-                os.close(fd)
+                os.close(fd)  # also releases the lock
         except OSError as exc:
-            raise SinkError(f"file sink: {exc.strerror}") from exc
+            raise SinkError(f"file sink: {exc.strerror}") from None

@@ -1,0 +1,222 @@
+"""Delivery semantics with a real RQ worker: each (record, sink) pair delivered once, whatever fails."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import signal
+import sqlite3
+import time
+
+import pytest
+from conftest import make_settings, run_worker
+from rq import Queue
+from rq.registry import StartedJobRegistry
+
+from config import stats
+from config.rq import QUEUE_SINKS, SERIALIZER
+from workers import delivery, failed
+from workers import records as R
+from workers.sinks import REGISTRY, sink_name
+from workers.sinks.sqlite import SqliteSink
+
+
+def recs(n: int) -> list[dict]:
+    return [R.account_insights("17841", f"2026-11-{i:02d}", {"reach": i}, {}, "schedule") for i in range(1, n + 1)]
+
+
+def configure(tmp_path, receiver, span: str = "1d", extra: str = ""):  # type: ignore[no-untyped-def]
+    """Settings with a SQLite sink and an HTTP sink (named ``hook``) on the local receiver."""
+    config = tmp_path / "igrelay.toml"
+    config.write_text(f'[sinks.hook]\nurl = "{receiver.url}/in"\nallow_private = true\nretry_span = "{span}"\n{extra}')
+    db = tmp_path / "out.sqlite3"
+    return make_settings(tmp_path, IGRELAY_SINKS=f"sqlite:///{db},{receiver.url}/in", IGRELAY_CONFIG=str(config)), db
+
+
+def rows(db) -> int:  # type: ignore[no-untyped-def]
+    with sqlite3.connect(db) as conn:
+        count = conn.execute("SELECT count(*) FROM records").fetchone()[0]
+    conn.close()
+    return count
+
+
+def drain(settings, release, rounds: int = 15) -> None:  # type: ignore[no-untyped-def]
+    """Run the worker, then let every scheduled retry fall due, until nothing is left."""
+    for _ in range(rounds):
+        run_worker(settings)
+        if not release():
+            return
+
+
+def counter(redis, sink: str, outcome: str) -> int:  # type: ignore[no-untyped-def]
+    raw = redis.hget(stats.STATS_KEY, stats.field(delivery.METRIC, sink=sink, outcome=outcome))
+    return int(raw or 0)
+
+
+def test_emit_in_a_pipeline_names_sinks_not_urls(tmp_path, redis, receiver) -> None:
+    settings, db = configure(tmp_path, receiver)
+    pipe = redis.pipeline(transaction=True)
+    pipe.multi()
+    assert delivery.emit(redis, settings, recs(501), pipeline=pipe) == 4  # 2 sinks x 2 batches
+    assert Queue(QUEUE_SINKS, connection=redis).count == 0
+    pipe.execute()
+    queue = Queue(QUEUE_SINKS, connection=redis, serializer=SERIALIZER)
+    jobs = queue.get_jobs()
+    assert sorted({j.args[0] for j in jobs}) == sorted(["hook", sink_name(f"sqlite:///{db}")])
+    for job in jobs:
+        assert receiver.url not in json.dumps(job.args) and str(db) not in job.description
+        assert job.retries_left == len(job.retry_intervals) and job.failure_ttl == 14 * 86400
+
+
+def test_retry_schedule_is_exponential_jittered_and_spans_the_day() -> None:
+    a, b = delivery.retry_schedule(86400), delivery.retry_schedule(86400)
+    assert a.intervals != b.intervals  # jitter
+    assert 0.8 * 86400 <= sum(a.intervals) <= 1.2 * 86400
+    assert a.intervals[0] < a.intervals[1] < a.intervals[2] < a.intervals[3]
+    assert 8 <= a.intervals[0] <= 12 and max(a.intervals) <= 6 * 3600 * 1.2
+    assert sum(delivery.retry_schedule(60).intervals) <= 80
+
+
+def test_sink_down_then_back_delivers_everything_once(tmp_path, redis, receiver, release_scheduled) -> None:
+    settings, db = configure(tmp_path, receiver, extra="concurrency = 1\n")
+    receiver.script = [(500, {}), (500, {}), (200, {}), (503, {}), (500, {})]
+    records = recs(3)
+    delivery.emit(redis, settings, records)
+    run_worker(settings)
+    assert rows(db) == 3  # the healthy sink is not held back by the failing one
+    drain(settings, release_scheduled)
+    delivered = sorted(json.loads(b)["id"] for b in receiver.ok_bodies())
+    assert delivered == sorted(r["id"] for r in records)  # each exactly once
+    assert rows(db) == 3 and failed.list_failed(redis) == []
+    assert counter(redis, "hook", "delivered") == 3
+
+
+def test_permanent_failure_is_dead_lettered_and_replayable(tmp_path, redis, receiver, release_scheduled) -> None:
+    settings, db = configure(tmp_path, receiver, span="40s")
+    receiver.script = [(500, {})] * 100
+    delivery.emit(redis, settings, recs(2))
+    drain(settings, release_scheduled)
+    assert rows(db) == 2
+    [dead] = failed.list_failed(redis)
+    assert dead["sink"] == "hook" and dead["records"] == 2 and dead["queue"] == QUEUE_SINKS
+    assert dead["attempts"] >= 3 and dead["exception"] == "SinkError" and "500" in dead["message"]
+    assert receiver.url not in json.dumps(dead) and counter(redis, "hook", "dead_letter") == 2
+    assert failed.list_failed(redis, sink="other") == []
+    receiver.script = []  # the receiver is fixed
+    assert failed.replay(redis, sink="hook", settings=settings) == 1
+    drain(settings, release_scheduled)
+    assert failed.list_failed(redis) == [] and len(receiver.ok_bodies()) == 2
+
+
+def test_410_disables_the_sink_until_replayed(tmp_path, redis, receiver, release_scheduled) -> None:
+    settings, _db = configure(tmp_path, receiver)
+    receiver.script = [(410, {})]
+    delivery.emit(redis, settings, recs(1))
+    run_worker(settings)
+    delivery.emit(redis, settings, recs(2)[1:])
+    run_worker(settings)
+    assert len(receiver.requests) == 1  # the disabled sink is not contacted again
+    dead = failed.list_failed(redis, sink="hook")
+    assert len(dead) == 2 and all(d["attempts"] == 1 for d in dead) and release_scheduled() == 0
+    assert failed.replay(redis, sink="hook") == 2
+    run_worker(settings)
+    assert len(receiver.ok_bodies()) == 2
+
+
+def test_retry_after_reschedules_the_rest_without_sleeping(tmp_path, redis, receiver, release_scheduled) -> None:
+    settings, _db = configure(tmp_path, receiver, extra="concurrency = 1\n")
+    receiver.script = [(200, {}), (429, {"Retry-After": "120"})]
+    records = recs(2)
+    delivery.emit(redis, settings, records)
+    start = time.monotonic()
+    run_worker(settings)
+    assert time.monotonic() - start < 10
+    queue = Queue(QUEUE_SINKS, connection=redis, serializer=SERIALIZER)
+    [job_id] = queue.scheduled_job_registry.get_job_ids()
+    due = queue.scheduled_job_registry.get_scheduled_time(job_id).timestamp()
+    assert 100 < due - time.time() <= 121
+    job = queue.fetch_job(job_id)
+    assert [r["id"] for r in job.args[1]] == [records[1]["id"]]
+    release_scheduled()
+    run_worker(settings)
+    assert sorted(json.loads(b)["id"] for b in receiver.ok_bodies()) == sorted(r["id"] for r in records)
+
+
+class SlowSqliteSink(SqliteSink):
+    """SQLite, but the first send hangs after committing, so the test can kill the worker there."""
+
+    def send(self, records) -> None:  # type: ignore[no-untyped-def]
+        super().send(records)
+        flag = os.path.join(os.path.dirname(self.path), "horse.pid")
+        if not os.path.exists(flag):
+            with open(flag, "w") as fh:
+                fh.write(str(os.getpid()))
+            time.sleep(60)
+
+
+@pytest.mark.slow
+def test_worker_killed_mid_delivery_stores_once(tmp_path, redis, monkeypatch, release_scheduled) -> None:
+    monkeypatch.setitem(REGISTRY, "slowsqlite", f"{__name__}:SlowSqliteSink")
+    db = tmp_path / "slow.sqlite3"
+    settings = make_settings(tmp_path, IGRELAY_SINKS=f"slowsqlite:///{db}")
+    delivery.emit(redis, settings, recs(20))
+    worker = multiprocessing.get_context("fork").Process(target=run_worker, args=(settings,))
+    worker.start()
+    flag = tmp_path / "horse.pid"
+    deadline = time.monotonic() + 30
+    while not flag.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.1)
+    os.kill(int(flag.read_text()), signal.SIGKILL)  # the work horse, mid-job, after its commit
+    os.kill(worker.pid, signal.SIGKILL)  # and the worker: the whole dyno is gone
+    worker.join(10)
+    assert rows(db) == 20
+    # Another worker's maintenance finds the abandoned job once its heartbeat expires.
+    StartedJobRegistry(QUEUE_SINKS, connection=redis, serializer=SERIALIZER).cleanup(time.time() + 3600)
+    assert release_scheduled() == 1
+    run_worker(settings)
+    assert rows(db) == 20 and failed.list_failed(redis) == []
+
+
+def _values(redis) -> list[bytes]:  # type: ignore[no-untyped-def]
+    """Every value in the test database, plus its zlib / base64+zlib decoding where that works."""
+    import base64
+    import zlib
+
+    out: list[bytes] = []
+    for key in redis.scan_iter():
+        kind = redis.type(key)
+        if kind == b"string":
+            vals = [redis.get(key)]
+        elif kind == b"hash":
+            vals = [v for kv in redis.hgetall(key).items() for v in kv]
+        elif kind == b"list":
+            vals = redis.lrange(key, 0, -1)
+        elif kind == b"set":
+            vals = list(redis.smembers(key))
+        elif kind == b"zset":
+            vals = redis.zrange(key, 0, -1)
+        else:
+            vals = [v for _id, fields in redis.xrange(key) for kv in fields.items() for v in kv]
+        for v in [key, *vals]:
+            out.append(v)
+            for decode in (zlib.decompress, lambda b: zlib.decompress(base64.b64decode(b))):
+                try:
+                    out.append(decode(v))
+                except Exception:  # noqa: BLE001, S112 - not encoded that way
+                    continue
+    return out
+
+
+def test_sink_urls_never_reach_redis(tmp_path, redis, receiver, release_scheduled) -> None:
+    canary = "tok-LEAKCANARY-4242"
+    config = tmp_path / "igrelay.toml"
+    url = f"{receiver.url}/in/{canary}?key={canary}"
+    config.write_text(f'[sinks.hook]\nurl = "{url}"\nallow_private = true\nretry_span = "20s"\n')
+    settings = make_settings(tmp_path, IGRELAY_SINKS=url, IGRELAY_CONFIG=str(config))
+    receiver.script = [(500, {})] * 50
+    delivery.emit(redis, settings, recs(2))
+    drain(settings, release_scheduled)
+    assert failed.list_failed(redis, sink="hook") and receiver.requests[0]["path"].endswith(canary)
+    assert not [v for v in _values(redis) if canary.encode() in v]

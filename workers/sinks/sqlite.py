@@ -1,0 +1,69 @@
+"""``sqlite:///relative.sqlite3`` or ``sqlite:////absolute.sqlite3``: the embedded default.
+
+Tables of :mod:`workers.sinks.tables` in WAL mode; each batch is one transaction of two
+``executemany`` upserts keyed by record id, so a redelivered record is stored once.
+Options: ``table_prefix``. Failure policy: raise (a locked or unwritable database is retried).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Sequence
+from urllib.parse import unquote, urlsplit
+
+from workers.sinks import Record, Sink, SinkError, tables
+
+
+def sqlite_path(url: str) -> str:
+    """The file path of a ``sqlite:`` URL: three slashes relative, four absolute."""
+    path = unquote(urlsplit(url).path)
+    return path[1:] if path.startswith("/") else path
+
+
+class SqliteSink(Sink):
+    """Upserts records into a SQLite database."""
+
+    idempotent = True
+
+    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self.path = sqlite_path(self.url)
+        self.prefix = tables.safe_prefix(self.options.get("table_prefix"))
+        self.upsert, self.upsert_metrics = tables.insert_sql(self.prefix, "?")
+        self._conn: sqlite3.Connection | None = None
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._conn is None:
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                for statement in tables.ddl(self.prefix, "TEXT"):
+                    conn.execute(statement)
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
+        return self._conn
+
+    def send(self, records: Sequence[Record]) -> None:
+        rows, metrics = tables.rows(records)
+        try:
+            conn = self._connect()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(self.upsert, rows)
+                conn.executemany(self.upsert_metrics, metrics)
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
+        except (sqlite3.Error, OSError) as exc:
+            raise SinkError(f"sqlite sink: {type(exc).__name__}: {exc}") from None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
