@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import uuid
 
@@ -13,7 +14,7 @@ from workers import records as R
 from workers.sinks import SinkError, load
 from workers.sinks.sqlite import sqlite_path
 
-PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+PG_URL = os.environ.get("IGRELAY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 def media(i: int, reach: int = 10) -> dict:
@@ -75,7 +76,9 @@ def pg_schema():  # type: ignore[no-untyped-def]
     try:
         conn = psycopg.connect(PG_URL, autocommit=True, connect_timeout=3)
     except psycopg.OperationalError:
-        pytest.skip("no PostgreSQL on 127.0.0.1:5432")
+        if os.environ.get("CI"):  # CI machines have PostgreSQL: a missing one is a failure there
+            pytest.fail(f"no PostgreSQL at {PG_URL}")
+        pytest.skip(f"no PostgreSQL at {PG_URL}")
     yield conn, schema
     conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
     conn.close()
