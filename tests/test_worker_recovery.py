@@ -7,7 +7,6 @@ of its due time (the replacement takes over the scheduler).
 """
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,17 +17,29 @@ from rq import Queue, Retry
 
 from config.rq import QUEUE_DEFAULT, SERIALIZER
 from tests.conftest import TEST_REDIS_URL
+from tests.support.procs import kill_tree
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def start_worker(tmp_path: Path, name: str) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("META_", "IGRELAY_", "IG_", "GRAPH_"))}
-    env.update(REDIS_URL=TEST_REDIS_URL, IGRELAY_SINKS=f"file://{tmp_path}/records.jsonl", IGRELAY_POLL_INTERVAL="0",
-               LOG_LEVEL="WARNING", PYTHONPATH=str(ROOT))
+    env.update(
+        REDIS_URL=TEST_REDIS_URL,
+        IGRELAY_SINKS=f"file://{tmp_path}/records.jsonl",
+        IGRELAY_POLL_INTERVAL="0",
+        LOG_LEVEL="WARNING",
+        PYTHONPATH=str(ROOT),
+    )
     log = open(tmp_path / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process below
-    proc = subprocess.Popen([sys.executable, "-m", "igrelay", "worker", "--name", name], cwd=ROOT, env=env,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "igrelay", "worker", "--name", name],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     log.close()
     return proc
 
@@ -48,14 +59,16 @@ def test_killed_worker_job_and_scheduler_recover_in_time(redis, tmp_path):
     second = None
     try:
         assert wait_for(lambda: redis.exists(f"rq:scheduler-lock:{QUEUE_DEFAULT}"), 30), "no scheduler lock"
-        queue.enqueue("tests.support.jobs.slow", "job", 15, retry=Retry(max=2), job_timeout=60,
-                      result_ttl=60, failure_ttl=600)
+        queue.enqueue(
+            "tests.support.jobs.slow", "job", 15, retry=Retry(max=2), job_timeout=60, result_ttl=60, failure_ttl=600
+        )
         assert wait_for(lambda: redis.llen("job:started") == 1, 30), "job never started"
-        os.killpg(first.pid, signal.SIGKILL)  # parent, work horse and scheduler: the whole dyno
+        kill_tree(first.pid)  # parent, work horse and scheduler: the whole dyno
         first.wait(10)
         killed_at = time.time()
-        queue.enqueue_in(timedelta(seconds=5), "tests.support.jobs.mark", "scheduled",
-                         job_timeout=30, result_ttl=60, failure_ttl=600)
+        queue.enqueue_in(
+            timedelta(seconds=5), "tests.support.jobs.mark", "scheduled", job_timeout=30, result_ttl=60, failure_ttl=600
+        )
         second = start_worker(tmp_path, "replacement")
 
         assert wait_for(lambda: redis.llen("scheduled") == 1, 140, step=1), "scheduled job never ran"
@@ -70,5 +83,5 @@ def test_killed_worker_job_and_scheduler_recover_in_time(redis, tmp_path):
     finally:
         for proc in (first, second):
             if proc and proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
+                kill_tree(proc.pid)
                 proc.wait(10)
