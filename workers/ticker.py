@@ -29,6 +29,7 @@ TASKS: list[str] = [
     "workers.polling:poll_due",
     "workers.polling:account_insights_due",
     "workers.polling:token_refresh_due",
+    "workers.watchdog:due",
 ]
 
 log = logging.getLogger("igrelay.ticker")

@@ -1,4 +1,4 @@
-"""Sub-commands beyond ``web`` and ``worker``: each adds its parser in ``register``."""
+"""``igrelay simulate FIELD``: a correctly signed sample delivery to a running igrelay."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ from igrelay import payloads
 from igrelay.cli import CommandError
 
 DEMO_ACCOUNT = "17841400000000001"
-DEMO_MEDIA = "18000000000000101"
+DEMO_MEDIA = "18000000000000001"  # the first demo account's feed image in the sandbox (igrelay dev)
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Add every sub-command's parser to ``sub``."""
+    """Add the ``simulate`` parser to ``sub``."""
     sim = sub.add_parser(
         "simulate",
         help="send a correctly signed sample delivery to a running igrelay",

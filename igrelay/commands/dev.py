@@ -1,0 +1,183 @@
+"""``igrelay dev``: web, worker and scheduler on this machine, with Redis and a sandbox Graph API when needed."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import select
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import requests
+from redis import Redis
+from redis.exceptions import RedisError
+
+import config
+from config.settings import Settings, redact_url
+from igrelay.cli import CommandError
+from igrelay.commands.simulate import DEMO_ACCOUNT, DEMO_MEDIA
+from igrelay.dev import Stopped, Supervisor, free_port, port_free, stop_event, supervise, wait_for
+
+DEV_DEBOUNCE = "5"
+INSTALL_REDIS = "apt-get install redis-server, brew install redis, or docker run -p 6379:6379 redis"
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add the ``dev`` parser to ``sub``."""
+    parser = sub.add_parser(
+        "dev",
+        help="run everything on this machine to try igrelay (web, worker, scheduler)",
+        description="Run the web server (gunicorn) and a worker with the scheduler. Uses the Redis at "
+        "REDIS_URL if it answers, else starts a private redis-server. Without an access token it starts "
+        "a sandbox Graph API with demo accounts and media. Missing META_APP_SECRET / META_VERIFY_TOKEN "
+        "get dev values; records go to IGRELAY_SINKS (default sqlite:///igrelay.sqlite3). Prints the "
+        "webhook URL, the verify token and an 'igrelay simulate' line to try. Ctrl-C stops everything.",
+    )
+    parser.add_argument("--port", type=int, help="web port (default $PORT or 8000)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.set_defaults(handler=cmd_dev)
+
+
+def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
+    """Start, print how to use it, supervise until a signal or a child's death, stop everything."""
+    port = args.port or settings.port
+    if not port_free(args.host, port):
+        raise CommandError(f"port {port} on {args.host} is in use: stop what uses it or pass --port")
+    stop, sup = stop_event(), Supervisor()
+    with tempfile.TemporaryDirectory(prefix="igrelay-dev-") as tmp:
+        try:
+            env, notes = prepare(settings, sup, stop, Path(tmp))
+            env["PORT"] = str(port)
+            sup.start("web", _web_argv(args.host, port), env)
+            sup.start("worker", [sys.executable, "-m", "igrelay", "worker"], env)
+            url = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '') else args.host}:{port}"
+            wait_for(lambda: _answers(url + "/readyz"), "the web server", sup, stop, 30)
+            banner(url, env, settings, notes)
+            dead = supervise(sup, stop)
+        except Stopped as exc:
+            dead = str(exc) or None
+        finally:
+            print("igrelay dev: stopping ...", file=sys.stderr, flush=True)
+            sup.stop()
+    if dead:
+        raise CommandError(f"{dead}; everything else it started was stopped")
+    print("igrelay dev: stopped", file=sys.stderr)
+    return 0
+
+
+def prepare(settings: Settings, sup: Supervisor, stop: threading.Event, tmp: Path) -> tuple[dict[str, str], list]:
+    """The children's environment (Redis, Graph API, secrets, dev defaults) and notes for the banner."""
+    env = dict(os.environ)  # passed through to the children, which read it with Settings
+    notes = [("Redis", _redis(settings, sup, stop, tmp, env))]
+    if not settings.access_token and not settings.access_tokens:
+        notes.append(("Graph API", _sandbox(sup, stop, env)))
+    if not settings.app_secrets:
+        env["META_APP_SECRET"] = "dev-" + secrets.token_hex(16)
+    if not settings.verify_token:
+        env["META_VERIFY_TOKEN"] = "dev-" + secrets.token_urlsafe(12)
+    if settings.debounce_seconds == Settings.debounce_seconds:  # the default: shorten it to see records soon
+        env["IGRELAY_DEBOUNCE_SECONDS"] = DEV_DEBOUNCE
+    return env, notes
+
+
+def _redis(settings: Settings, sup: Supervisor, stop: threading.Event, tmp: Path, env: dict[str, str]) -> str:
+    """The configured Redis if it answers, else a private ``redis-server`` on a free port."""
+    if _ping(settings.redis_url):
+        return f"{redact_url(settings.redis_url)} (REDIS_URL)"
+    server = shutil.which("redis-server")
+    if not server:
+        raise CommandError(f"no Redis answers at {redact_url(settings.redis_url)}; install Redis ({INSTALL_REDIS})")
+    port = free_port()
+    argv = [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    argv += ["--dir", str(tmp), "--logfile", str(tmp / "redis.log")]
+    sup.start("redis-server", argv, env)
+    env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+    wait_for(lambda: _ping(env["REDIS_URL"]), "redis-server", sup, stop, 10)
+    return f"{env['REDIS_URL']} (a private redis-server; its data goes when igrelay dev stops)"
+
+
+def _ping(url: str) -> bool:
+    client = Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
+    try:
+        return bool(client.ping())
+    except RedisError:
+        return False
+    finally:
+        client.close()
+
+
+def _sandbox(sup: Supervisor, stop: threading.Event, env: dict[str, str]) -> str:
+    """Start the sandbox Graph API and point the children at it with its demo accounts' tokens."""
+    from igrelay.sandbox import demo_data
+
+    argv = [sys.executable, "-m", "igrelay.sandbox", "--port", "0", "--accounts", "2"]
+    child = sup.start("sandbox Graph API", argv, env, stdout=subprocess.PIPE, text=True)
+    line = ""
+    deadline = time.monotonic() + 15
+    while not line and time.monotonic() < deadline and not stop.is_set() and child.proc.poll() is None:
+        if select.select([child.proc.stdout], [], [], 0.2)[0]:
+            line = child.proc.stdout.readline().strip()  # type: ignore[union-attr]
+    if not line.startswith("sandbox Graph API on http://"):
+        raise Stopped("the sandbox Graph API did not start")
+    data = demo_data(2)  # the same deterministic accounts and tokens the child serves
+    tokens = {a: next(t for t, tok in data.tokens.items() if tok.account_id == a) for a in data.accounts}
+    _subscribe_demo(line.rpartition(" ")[2], tokens)
+    env.update(
+        GRAPH_API_URL=line.rpartition(" ")[2],
+        IG_ACCESS_TOKENS=",".join(f"{a}={t}" for a, t in tokens.items()),
+        IG_ACCESS_TOKEN="",
+    )
+    return f"sandbox on {env['GRAPH_API_URL']} (no IG_ACCESS_TOKEN set), demo accounts {', '.join(tokens)}"
+
+
+def _subscribe_demo(graph: str, tokens: dict[str, str]) -> None:
+    """Subscribe the demo accounts, as `igrelay subscribe` would, so the watchdog sees them subscribed."""
+    from workers.subscriptions import INSTAGRAM_FIELDS
+
+    params = {"subscribed_fields": ",".join(INSTAGRAM_FIELDS)}
+    for token in tokens.values():
+        headers = {"Authorization": f"Bearer {token}"}
+        requests.post(f"{graph}/v25.0/me/subscribed_apps", params=params, headers=headers, timeout=5).close()
+
+
+def _web_argv(host: str, port: int) -> list[str]:
+    conf = Path(config.__file__).resolve().parent / "gunicorn.conf.py"
+    return [sys.executable, "-m", "gunicorn", "--config", str(conf), "--bind", f"{host}:{port}", "webhook:create_app()"]
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=1).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def _where(sink: str) -> str:
+    """A sink URL safe to print; a relative SQLite path with its absolute location."""
+    if sink.startswith("sqlite:///") and not sink.startswith("sqlite:////"):
+        return f"{sink} ({Path.cwd() / sink.removeprefix('sqlite:///')})"
+    return redact_url(sink)
+
+
+def banner(url: str, env: dict[str, str], settings: Settings, notes: list) -> None:
+    """How to use what is running."""
+    sandbox = any(name == "Graph API" for name, _ in notes)
+    account = DEMO_ACCOUNT if sandbox else (settings.accounts or [DEMO_ACCOUNT])[0]
+    media = DEMO_MEDIA if sandbox else "MEDIA_ID"
+    secret = "" if settings.app_secrets else f"META_APP_SECRET={env['META_APP_SECRET']} "
+    lines = [
+        "igrelay dev is running",
+        f"  webhook URL    {url}/webhook   (for Meta, expose it over https, e.g. ngrok http {url.rpartition(':')[2]})",
+        f"  verify token   {env['META_VERIFY_TOKEN']}",
+        *(f"  {name:<14} {text}" for name, text in notes),
+        f"  records go to  {', '.join(_where(s) for s in settings.sinks)}",
+        f"  try            {secret}igrelay simulate comments --url {url}/webhook --account {account} --media {media}",
+        "  stop           Ctrl-C (stops everything igrelay dev started)",
+    ]
+    print("\n".join(lines), flush=True)

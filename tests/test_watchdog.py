@@ -1,0 +1,82 @@
+"""The subscription watchdog: Meta's view of the subscription, silent accounts, once-per-change alerts."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from rq import Queue
+
+from config import stats
+from config.rq import QUEUE_DEFAULT, SERIALIZER
+from workers import context, subscriptions, watchdog
+from workers.graph_client import GraphClient, new_session
+
+
+def alerts(redis, account: str, problem: str) -> int:  # type: ignore[no-untyped-def]
+    return int(
+        redis.hget(stats.STATS_KEY, stats.field("igrelay_watchdog_alerts_total", account=account, problem=problem)) or 0
+    )
+
+
+def subscribe(settings, redis, account: str, fields: list[str]) -> None:  # type: ignore[no-untyped-def]
+    with new_session(1) as session:
+        client = GraphClient(session, settings, redis)
+        subscriptions.subscribe(client, subscriptions.target(client, settings, account), fields)
+
+
+def test_an_unsubscribed_account_is_flagged_once(graph_settings, graph_sandbox, redis, caplog) -> None:  # type: ignore[no-untyped-def]
+    account = graph_sandbox.accounts[0]
+    with caplog.at_level(logging.WARNING, logger="igrelay.watchdog"):
+        assert set(watchdog.watch(redis, graph_settings, account)) == {"not_subscribed"}
+        assert set(watchdog.watch(redis, graph_settings, account)) == {"not_subscribed"}
+    assert alerts(redis, account, "not_subscribed") == 1 and len(caplog.records) == 1
+    state = watchdog.state(redis, account)
+    assert "igrelay subscribe" in state["problem"] and int(state["since"]) <= time.time()
+
+
+def test_missing_fields_then_recovery(graph_settings, graph_sandbox, redis) -> None:  # type: ignore[no-untyped-def]
+    account = graph_sandbox.accounts[0]
+    subscribe(graph_settings, redis, account, ["comments"])
+    problems = watchdog.watch(redis, graph_settings, account)
+    assert set(problems) == {"fields_missing"} and "live_comments" in problems["fields_missing"]
+    subscribe(graph_settings, redis, account, ["comments", "live_comments"])
+    assert watchdog.watch(redis, graph_settings, account) == {}
+    state = watchdog.state(redis, account)
+    assert state["problem"] == "" and "since" not in state
+
+
+def test_deliveries_that_stopped_are_flagged(graph_settings, graph_sandbox, redis) -> None:  # type: ignore[no-untyped-def]
+    account = graph_sandbox.accounts[0]
+    subscribe(graph_settings, redis, account, ["comments", "live_comments"])
+    now = time.time()
+    redis.set(f"igrelay:account:{account}:last_delivery", int(now - 3600))
+    assert watchdog.watch(redis, graph_settings, account, now) == {}
+    redis.delete(f"igrelay:account:{account}:last_delivery")  # expired: the watchdog remembers it
+    problems = watchdog.watch(redis, graph_settings, account, now + 3 * 86400)
+    assert set(problems) == {"deliveries_stopped"} and alerts(redis, account, "deliveries_stopped") == 1
+
+
+def test_graph_trouble_keeps_the_last_verdict(graph_settings, graph_sandbox, redis) -> None:  # type: ignore[no-untyped-def]
+    account = graph_sandbox.accounts[0]
+    watchdog.watch(redis, graph_settings, account)
+    graph_sandbox.fail_next(10, "5xx")
+    assert set(watchdog.watch(redis, graph_settings, account)) == {"not_subscribed"}
+
+
+def test_due_checks_each_account_once_per_interval(graph_settings, graph_sandbox, redis) -> None:  # type: ignore[no-untyped-def]
+    ctx = context.Context(graph_settings, redis)
+    assert watchdog.due(ctx) == len(graph_sandbox.accounts)
+    assert watchdog.due(ctx) == 0
+    queue = Queue(QUEUE_DEFAULT, connection=redis, serializer=SERIALIZER)
+    assert all(job.func_name == "workers.watchdog.watch_job" for job in queue.jobs)
+    assert sorted(watchdog.watch_job(graph_sandbox.accounts[1])) == ["not_subscribed"]
+
+
+def test_check_shows_the_watchdog_verdict(graph_settings, graph_sandbox, redis) -> None:  # type: ignore[no-untyped-def]
+    from igrelay import check
+
+    account = graph_sandbox.accounts[0]
+    watchdog.watch(redis, graph_settings, account)
+    [row] = check.watchdog_rows(graph_settings, redis)
+    assert row.status == "problem" and account in row.text and row.fix == "run `igrelay subscribe`"

@@ -1,0 +1,113 @@
+"""Per-account webhook subscriptions: read and set them (``igrelay subscribe``, the watchdog).
+
+Instagram Login subscribes the account itself with its own token on graph.instagram.com
+(``/me/subscribed_apps``); Facebook Login subscribes the Page linked to the account, with a Page
+token, on graph.facebook.com (``/{page-id}/subscribed_apps``). Page ids and tokens come from the
+TOML ``[accounts.<IG_ID>]`` tables (``page_id``, ``page_token``). See meta-platform.md section 8.
+https://developers.facebook.com/docs/instagram-platform/webhooks#enable-subscriptions
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+from config import stats
+from config.logs import redact, register_secrets
+from config.settings import ConfigError, Settings
+from workers import graph
+from workers.graph import GraphError, TransientError
+from workers.graph_client import GraphClient
+
+# Instagram Login: mentions arrive through comments, and there is no story_insights (meta-platform.md 3).
+INSTAGRAM_FIELDS = ("comments", "live_comments")
+# Facebook Login: subscribing the Page to any field lets Instagram webhooks flow (meta-platform.md 8).
+PAGE_FIELDS = ("feed",)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where an account's subscription lives: ``node`` (``me`` or a Page id) and the token to use."""
+
+    account: str
+    node: str
+    token: str | None = field(repr=False)
+    missing: str | None = None  # why it cannot be reached, with what to do
+
+
+def fields_for(settings: Settings, override: Sequence[str] | None = None) -> tuple[str, ...]:
+    """The fields to subscribe: ``override``, else TOML ``[subscribe] fields``, else the login type's default."""
+    if override:
+        return tuple(override)
+    raw = settings.section("subscribe").get("fields")
+    if isinstance(raw, str):
+        raw = raw.split(",")
+    if raw:
+        return tuple(str(f).strip() for f in raw if str(f).strip())
+    return INSTAGRAM_FIELDS if settings.is_instagram_login else PAGE_FIELDS
+
+
+def accounts(settings: Settings) -> list[str]:
+    """Configured accounts (``IG_ACCESS_TOKENS`` and TOML ``[accounts]``); ``""`` for a lone ``IG_ACCESS_TOKEN``."""
+    found = [*settings.accounts, *(a for a in settings.section("accounts") if a not in settings.accounts)]
+    if not found and settings.access_token and settings.is_instagram_login:
+        return [""]
+    return found
+
+
+def target(client: GraphClient, settings: Settings, account: str) -> Target:
+    """The node and token for ``account``'s subscription, or a ``missing`` reason."""
+    if settings.is_instagram_login:
+        token = client.token(account)
+        return Target(account, "me", token, None if token else "no access token configured")
+    table = settings.section("accounts").get(account)
+    table = table if isinstance(table, Mapping) else {}
+    page, token = str(table.get("page_id") or ""), str(table.get("page_token") or "")
+    if not page or not token:
+        where = f"[accounts.{account}] in the IGRELAY_CONFIG file"
+        return Target(account, page, None, f"Facebook Login subscribes the Page: set page_id and page_token in {where}")
+    if not page.isdigit():
+        raise ConfigError(f"IGRELAY_CONFIG: [accounts.{account}] page_id must be a number")
+    register_secrets([token])
+    return Target(account, page, token)
+
+
+def call(client: GraphClient, method: str, where: Target, params: Mapping[str, str] | None = None) -> Any:
+    """``method`` on ``/{node}/subscribed_apps`` with the target's token: the body, or a ``GraphError``."""
+    url = f"{client.settings.graph_base}/{where.node}/subscribed_apps"
+    headers = {"Authorization": f"Bearer {where.token}"}  # never in the URL
+    try:
+        reply = client.session.request(method, url, params=params, headers=headers, timeout=client.timeout)
+        body = reply.json() if reply.content else None
+    except (requests.RequestException, ValueError) as exc:
+        _count(client, where, "transient")
+        raise TransientError(f"cannot reach the Graph API ({type(exc).__name__})") from None
+    if reply.status_code == 200 and isinstance(body, dict) and "error" not in body:
+        _count(client, where, "ok")
+        return body
+    exc = graph.classify(reply.status_code, body, reply.headers)
+    exc.args = (redact(str(exc).replace(where.token or "\0", "***")),)
+    _count(client, where, type(exc).__name__.removesuffix("Error").lower().replace("graph", "error"))
+    raise exc
+
+
+def _count(client: GraphClient, where: Target, outcome: str) -> None:
+    if client.redis is not None:
+        stats.incr(client.redis, "igrelay_graph_calls_total", outcome=outcome, account=where.account or "-")
+
+
+def subscribe(client: GraphClient, where: Target, fields: Sequence[str]) -> None:
+    """Subscribe ``where`` to ``fields`` (Meta replaces the previous list); raises ``GraphError``."""
+    body = call(client, "POST", where, {"subscribed_fields": ",".join(fields)})
+    if body.get("success") is not True:
+        raise GraphError("Meta did not confirm the subscription")
+
+
+def subscribed(client: GraphClient, where: Target) -> set[str]:
+    """The fields ``where`` is subscribed to now (every app's, for a Page)."""
+    body = call(client, "GET", where)
+    apps = [app for app in body.get("data") or [] if isinstance(app, dict)]
+    return {str(f) for app in apps for f in app.get("subscribed_fields") or []}
