@@ -29,7 +29,7 @@ QUEUE_DEFAULT = "igrelay-default"
 QUEUES = [QUEUE_INGEST, QUEUE_SINKS, QUEUE_FETCH, QUEUE_DEFAULT]
 
 SERIALIZER = "rq.serializers.JSONSerializer"
-WORKER_CLASS = "rq.worker.HerokuWorker"
+WORKER_CLASS = "workers.runner.Worker"  # HerokuWorker that never drops a job taken just before a kill
 WORKER = {
     "worker_ttl": 30,
     "job_monitoring_interval": 10,

@@ -129,6 +129,7 @@ class Settings:
     log_format: str = "json"
     sink_secret: str | None = field(default=None, repr=False)
     sink_allow_private: bool = False
+    redis_tls_verify: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, dotenv: bool = True) -> Settings:
@@ -176,6 +177,7 @@ class Settings:
             log_format=fmt,
             sink_secret=get("IGRELAY_SINK_SECRET", "").strip() or None,
             sink_allow_private=_parse_bool("IGRELAY_SINK_ALLOW_PRIVATE", get("IGRELAY_SINK_ALLOW_PRIVATE", "")),
+            redis_tls_verify=_parse_bool("REDIS_TLS_VERIFY", get("REDIS_TLS_VERIFY", "true")),
         )
 
     def require_web(self) -> Settings:
@@ -185,6 +187,13 @@ class Settings:
         if not self.verify_token:
             raise ConfigError("META_VERIFY_TOKEN: not set; the subscription handshake needs it")
         return self
+
+    def redis_options(self) -> dict[str, Any]:
+        """Extra Redis client options: Heroku's ``rediss://`` uses a self-signed certificate, so
+        ``REDIS_TLS_VERIFY=false`` keeps TLS but skips the certificate check."""
+        if self.redis_url.startswith("rediss://") and not self.redis_tls_verify:
+            return {"ssl_cert_reqs": "none"}
+        return {}
 
     def token_for(self, account_id: str) -> str | None:
         """The access token for ``account_id``: its own, else ``IG_ACCESS_TOKEN``."""

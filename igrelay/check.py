@@ -54,7 +54,7 @@ def config_rows(settings: Settings) -> list[Row]:
 def redis_rows(settings: Settings) -> tuple[list[Row], Redis | None]:
     """Does Redis answer, and will it keep igrelay's keys (``noeviction``)?"""
     where = redact_url(settings.redis_url)
-    client = Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=5)
+    client = Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=5, **settings.redis_options())
     try:
         client.ping()
     except RedisError as exc:

@@ -86,3 +86,10 @@ def test_toml_config_and_dotenv(tmp_path, monkeypatch):
 def test_redact_url_hides_passwords_and_hook_paths():
     assert "pw" not in redact_url("postgresql://user:pw@db.example/x")
     assert "T000/B000/XXXXSECRET" not in redact_url("slack://hooks.slack.com/services/T000/B000/XXXXSECRET")
+
+
+def test_rediss_certificate_check_can_be_relaxed_for_heroku():
+    assert Settings.from_env({"REDIS_URL": "rediss://h:6380/0"}).redis_options() == {}
+    relaxed = Settings.from_env({"REDIS_URL": "rediss://h:6380/0", "REDIS_TLS_VERIFY": "false"})
+    assert relaxed.redis_options() == {"ssl_cert_reqs": "none"}
+    assert Settings.from_env({"REDIS_URL": "redis://h/0", "REDIS_TLS_VERIFY": "false"}).redis_options() == {}

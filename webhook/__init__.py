@@ -27,6 +27,7 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
         socket_timeout=REDIS_TIMEOUT,
         socket_connect_timeout=REDIS_TIMEOUT,
         retry=Retry(NoBackoff(), 0),
+        **settings.redis_options(),
     )
     app.extensions["igrelay"] = {"settings": settings, "store": DeliveryStore(redis), "redis": redis}
     from webhook.views import bp

@@ -23,6 +23,7 @@ HELP = {
     "igrelay_rate_limit_pauses_total": "Accounts paused because Meta throttled them",
     "igrelay_records_total": "Records emitted, by kind",
     "igrelay_sink_deliveries_total": "Record deliveries by sink and outcome",
+    "igrelay_watchdog_alerts_total": "Subscription problems found, by account and problem",
 }
 
 

@@ -51,8 +51,9 @@ class DeliveryStore:
     def put(self, body: bytes) -> str:
         """Store ``body``; return its stream entry id. Raises ``StoreUnavailable``."""
         try:
-            entry_id, first = self._put(keys=[INBOX_KEY, PENDING_KEY, stats.STATS_KEY],
-                                        args=[body, f"{time.time():.3f}", _ACCEPTED])
+            entry_id, first = self._put(
+                keys=[INBOX_KEY, PENDING_KEY, stats.STATS_KEY], args=[body, f"{time.time():.3f}", _ACCEPTED]
+            )
         except RedisError as exc:
             raise StoreUnavailable(type(exc).__name__) from exc
         if first:

@@ -26,7 +26,9 @@ _current: Context | None = None
 
 def connect(settings: Settings) -> Redis:
     """A Redis client for worker-side work (RQ sets its own socket timeouts on its connection)."""
-    return Redis.from_url(settings.redis_url, socket_connect_timeout=5, health_check_interval=30)
+    return Redis.from_url(
+        settings.redis_url, socket_connect_timeout=5, health_check_interval=30, **settings.redis_options()
+    )
 
 
 def install(context: Context | None) -> None:

@@ -17,7 +17,9 @@ from workers.graph import AuthError, GraphError, TerminalError, ThrottledError, 
 
 def connect(settings: Settings, timeout: float = 3.0) -> Redis:
     """A Redis client that answered a PING, or a ``CommandError`` saying what to do."""
-    client = Redis.from_url(settings.redis_url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    client = Redis.from_url(
+        settings.redis_url, socket_connect_timeout=timeout, socket_timeout=timeout, **settings.redis_options()
+    )
     try:
         client.ping()
     except RedisError as exc:
