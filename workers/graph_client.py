@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,13 +82,26 @@ class GraphClient:
 
     def get(self, account: str, path: str, params: Mapping[str, str], requested=(), base: str | None = None) -> Any:
         """GET ``{graph_base}/{path}`` for ``account``; the decoded body, or a ``GraphError``."""
-        token = self.token(account)
+        return self.request("GET", account, path, params, requested=requested, base=base)
+
+    def request(
+        self,
+        method: str,
+        account: str,
+        path: str,
+        params: Mapping[str, str] | None = None,
+        requested: Sequence[str] = (),
+        base: str | None = None,
+        token: str | None = None,
+    ) -> Any:
+        """``method`` on ``{graph_base}/{path}`` with ``token`` (default: the account's); body or ``GraphError``."""
+        token = token or self.token(account)
         if not token:
             raise AuthError(f"no access token configured for account {account}")
         url = f"{base or self.settings.graph_base}/{path}"
         try:
             headers = {"Authorization": f"Bearer {token}"}  # never in the URL: URLs end up in logs
-            reply = self.session.get(url, params=params, timeout=self.timeout, headers=headers)
+            reply = self.session.request(method, url, params=params, timeout=self.timeout, headers=headers)
             body = reply.json() if reply.content else None
         except (requests.RequestException, ValueError) as exc:
             self._count(account, "transient")
@@ -104,7 +117,7 @@ class GraphClient:
 
     def _count(self, account: str, outcome: str) -> None:
         if self.redis is not None:
-            stats.incr(self.redis, "igrelay_graph_calls_total", outcome=outcome, account=account)
+            stats.incr(self.redis, "igrelay_graph_calls_total", outcome=outcome, account=account or "-")
 
     def describe(self, account: str, media_id: str) -> dict[str, Any]:
         """The media node alone (for media first heard of through a webhook)."""

@@ -13,13 +13,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import requests
-
-from config import stats
-from config.logs import redact, register_secrets
+from config.logs import register_secrets
 from config.settings import ConfigError, Settings
-from workers import graph
-from workers.graph import GraphError, TransientError
+from workers.graph import GraphError
 from workers.graph_client import GraphClient
 
 # Instagram Login: mentions arrive through comments, and there is no story_insights (meta-platform.md 3).
@@ -77,26 +73,7 @@ def target(client: GraphClient, settings: Settings, account: str) -> Target:
 
 def call(client: GraphClient, method: str, where: Target, params: Mapping[str, str] | None = None) -> Any:
     """``method`` on ``/{node}/subscribed_apps`` with the target's token: the body, or a ``GraphError``."""
-    url = f"{client.settings.graph_base}/{where.node}/subscribed_apps"
-    headers = {"Authorization": f"Bearer {where.token}"}  # never in the URL
-    try:
-        reply = client.session.request(method, url, params=params, headers=headers, timeout=client.timeout)
-        body = reply.json() if reply.content else None
-    except (requests.RequestException, ValueError) as exc:
-        _count(client, where, "transient")
-        raise TransientError(f"cannot reach the Graph API ({type(exc).__name__})") from None
-    if reply.status_code == 200 and isinstance(body, dict) and "error" not in body:
-        _count(client, where, "ok")
-        return body
-    exc = graph.classify(reply.status_code, body, reply.headers)
-    exc.args = (redact(str(exc).replace(where.token or "\0", "***")),)
-    _count(client, where, type(exc).__name__.removesuffix("Error").lower().replace("graph", "error"))
-    raise exc
-
-
-def _count(client: GraphClient, where: Target, outcome: str) -> None:
-    if client.redis is not None:
-        stats.incr(client.redis, "igrelay_graph_calls_total", outcome=outcome, account=where.account or "-")
+    return client.request(method, where.account, f"{where.node}/subscribed_apps", params, token=where.token)
 
 
 def subscribe(client: GraphClient, where: Target, fields: Sequence[str]) -> None:
