@@ -189,14 +189,18 @@ def finish(redis: Redis, settings: Settings, outcomes: list[Outcome], now: float
     out: list[records.Record] = []
     counts: dict[str, int] = {}
     flagged: set[str] = set()
+    applied = []
     for outcome in outcomes:
         kind = _apply(pipe, settings, outcome, now, out, flagged)
         counts[kind] = counts.get(kind, 0) + 1
+        applied.append((outcome.item, kind))
         pipe.delete(RUNNING_PREFIX + schedule.member(*outcome.item[:2]))
     delivery.emit(redis, settings, out, pipeline=pipe)
     for kind, n in counts.items():
         stats.incr(pipe, "igrelay_fetches_total", n, outcome=kind)
     pipe.execute()
+    for (account, media_id, trigger), kind in applied:
+        log.info("fetched", extra={"account": account, "media": media_id, "trigger": trigger, "outcome": kind})
     counts["records"] = len(out)
     return counts
 
@@ -224,6 +228,10 @@ def _apply(pipe: Any, settings: Settings, o: Outcome, now: float, out: list[reco
     if isinstance(exc, ThrottledError):
         until = now + exc.retry_after  # Meta's estimate; never sleep in a job
         pipe.set(paused_key(account), int(until), ex=max(exc.retry_after, 1))
+        if ("paused", account) not in flagged:  # one pause per account, however many media it had
+            flagged.add(("paused", account))
+            stats.incr(pipe, "igrelay_rate_limit_pauses_total", account=account)
+            log.warning("account throttled by Meta; paused", extra={"account": account, "seconds": exc.retry_after})
         schedule.request_fetch(pipe, account, media_id, trigger, until)
         return "throttled"
     if isinstance(exc, AuthError):
