@@ -149,6 +149,8 @@ def test_throttle_pauses_the_account_and_reschedules(graph_settings, graph_sandb
     assert int(redis.get(fetch.paused_key(account))) == pytest.approx(now + 60, abs=5)
     scores = [redis.zscore(schedule.DUE_KEY, schedule.member(account, m)) for m in ids]
     assert all(s == pytest.approx(now + 60, abs=5) for s in scores)
+    pauses = redis.hget("igrelay:stats", f"igrelay_rate_limit_pauses_total|account={account}")
+    assert pauses == b"1"  # one pause for the account, not one per media
     due(redis, account, ids[0], now)  # a webhook during the pause
     assert run_due(graph_settings, redis, now + 30) == 0 and graph_sandbox.total_calls == calls
     graph_sandbox.reset_calls()
