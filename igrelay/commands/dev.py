@@ -56,7 +56,9 @@ def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
             env["PORT"] = str(port)
             sup.start("web", _web_argv(args.host, port), env)
             sup.start("worker", [sys.executable, "-m", "igrelay", "worker"], env)
-            url = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '') else args.host}:{port}"
+            # A comparison, not a bind: a wildcard bind is reached at 127.0.0.1 (hence the nosec).
+            local = args.host in ("0.0.0.0", "")  # nosec B104
+            url = f"http://{'127.0.0.1' if local else args.host}:{port}"
             wait_for(lambda: _answers(url + "/readyz"), "the web server", sup, stop, 30)
             banner(url, env, settings, notes)
             dead = supervise(sup, stop)

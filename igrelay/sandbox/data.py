@@ -98,7 +98,7 @@ def meta_time(when: datetime) -> str:
 
 def shortcode(media_id: str) -> str:
     """A stable, Instagram-looking shortcode for permalinks."""
-    return "C" + hashlib.sha1(media_id.encode()).hexdigest()[:10]
+    return "C" + hashlib.sha1(media_id.encode(), usedforsecurity=False).hexdigest()[:10]
 
 
 def permalink(media: Media, username: str) -> str:
