@@ -72,10 +72,11 @@ class Peak(threading.Thread):
                 self.peak[name] = max([self.peak[name], *group_rss_kb(pgid)])
 
 
-def start(cmd: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
+def start(cmd: list[str], env: dict[str, str], name: str) -> subprocess.Popen[bytes]:
+    """``cmd`` in its own session; its output in $BENCH_LOG_DIR/NAME.log when that is set."""
+    log_dir = os.environ.get("BENCH_LOG_DIR")
+    out = open(Path(log_dir) / f"{name}.log", "wb") if log_dir else subprocess.DEVNULL  # noqa: SIM115
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=out, start_new_session=True)
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -135,14 +136,22 @@ def run(deliveries: int, rate: float) -> list[tuple[str, str, str, str]]:
             LOG_LEVEL="INFO",
             PYTHONPATH=str(ROOT),
         )
-        web = start(["gunicorn", "--config", "config/gunicorn.conf.py", "webhook:create_app()"], env)
-        worker = start([sys.executable, "-m", "igrelay", "worker"], env)
+        web = start(["gunicorn", "--config", "config/gunicorn.conf.py", "webhook:create_app()"], env, "web")
+        worker = start([sys.executable, "-m", "igrelay", "worker"], env, "worker")
         peak = Peak({"web": web.pid, "worker": worker.pid})
         try:
             wait_healthy(port)
             peak.start()
+            arrived: dict[str, float] = {}
+            done = threading.Event()
+            watcher = threading.Thread(target=watch, args=(db, arrived, done))
+            watcher.start()  # rows are timed while deliveries are still being sent
             acked = send(port, sandbox.accounts[0], deliveries, rate)
-            arrived = watch(db, set(acked), timeout=60)
+            deadline = time.monotonic() + 60
+            while not set(acked) <= set(arrived) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            done.set()
+            watcher.join(10)
         finally:
             peak.stop.set()
             stop(web)
@@ -198,26 +207,22 @@ def send(port: int, account: str, deliveries: int, rate: float) -> dict[str, flo
     return acked
 
 
-def watch(db: Path, wanted: set[str], timeout: float) -> dict[str, float]:
-    """Poll SQLite every 10 ms; comment id -> time its record was first seen."""
-    arrived: dict[str, float] = {}
-    deadline = time.monotonic() + timeout
-    while len(arrived) < len(wanted) and time.monotonic() < deadline:
+def watch(db: Path, arrived: dict[str, float], done: threading.Event) -> None:
+    """Poll SQLite every 10 ms until ``done``; fills comment id -> time its record was first seen."""
+    while not done.is_set():
         if db.exists():
             try:
-                with sqlite3.connect(db, timeout=1) as conn:
-                    rows = conn.execute(
-                        "SELECT json_extract(data, '$.event.comment_id') FROM records WHERE kind = 'webhook_event'"
-                    ).fetchall()
+                conn = sqlite3.connect(db, timeout=1)
+                rows = conn.execute(
+                    "SELECT json_extract(data, '$.event.comment_id') FROM records WHERE kind = 'webhook_event'"
+                ).fetchall()
                 conn.close()
             except sqlite3.OperationalError:
                 rows = []
             now = time.time()
             for (comment,) in rows:
-                if comment in wanted and comment not in arrived:
-                    arrived[comment] = now
+                arrived.setdefault(comment, now)
         time.sleep(0.01)
-    return arrived
 
 
 def main() -> None:
