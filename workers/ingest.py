@@ -30,6 +30,7 @@ PENDING_KEY = "igrelay:inbox:pending"
 GROUP = "ingest"
 SEEN_TTL = 72 * 3600  # longer than Meta's 36 h of retries, twice over
 CLAIM_IDLE_MS = 60_000
+RETIRE_IDLE_MS = 10 * CLAIM_IDLE_MS  # a consumer this idle belongs to a job long gone (jobs time out at 120 s)
 LAST_DELIVERY_KEY = "igrelay:account:{}:last_delivery"
 BATCH = 50  # entries per read: bodies can be up to IGRELAY_MAX_BODY_BYTES each
 
@@ -66,7 +67,19 @@ def drain(redis: Redis, settings: Settings, consumer: str, max_seconds: float = 
         if not entries:
             break
         process_batch(redis, settings, entries, result)
+    retire_consumers(redis, consumer)
     return result
+
+
+def retire_consumers(redis: Redis, consumer: str) -> None:
+    """Delete this drain's consumer, and any consumer long idle, from the group once they hold no pending
+    entries. Every drain job reads under a consumer name of its own, so without this the group gains one
+    consumer per job, forever (tests/faults/test_retention.py). A consumer with entries pending is kept:
+    deleting it would make those entries unclaimable."""
+    for info in redis.xinfo_consumers(INBOX_KEY, GROUP):
+        name = _text(info["name"])
+        if info["pending"] == 0 and (name == consumer or info["idle"] > RETIRE_IDLE_MS):
+            redis.xgroup_delconsumer(INBOX_KEY, GROUP, name)
 
 
 def _claim_stale(redis: Redis, consumer: str) -> list[tuple[bytes, dict[bytes, bytes]]]:
