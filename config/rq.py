@@ -21,12 +21,12 @@ from typing import Any
 
 from rq import Retry
 
-QUEUE_INGEST = "igrelay-ingest"
-QUEUE_FETCH = "igrelay-fetch"
-QUEUE_SINKS = "igrelay-sinks"
-QUEUE_DEFAULT = "igrelay-default"
-# Order is priority: acknowledge-side work first, then deliveries, then Graph calls.
-QUEUES = [QUEUE_INGEST, QUEUE_SINKS, QUEUE_FETCH, QUEUE_DEFAULT]
+# One queue, on purpose. A worker on one queue dequeues with LMOVE into RQ's intermediate queue,
+# so a job taken by a worker that is killed a moment later is recovered; with several queues RQ
+# pops with BLPOP and such a job is lost (tests/faults/test_worker_sigkill.py). First in, first
+# out also keeps ingest from starving sink deliveries: no job kind can overtake another forever.
+QUEUE = "igrelay"
+QUEUES = [QUEUE]
 
 SERIALIZER = "rq.serializers.JSONSerializer"
 WORKER_CLASS = "workers.runner.Worker"  # HerokuWorker that never drops a job taken just before a kill

@@ -160,20 +160,20 @@ def receiver() -> Iterator[_Receiver]:
 
 @pytest.fixture
 def release_scheduled(redis):  # type: ignore[no-untyped-def]
-    """A function that enqueues the scheduled jobs (retries, enqueue_in) of ``queues`` (default: the
-    sinks queue) right now, as the scheduler would; returns how many."""
+    """A function that enqueues the scheduled jobs (retries, enqueue_in) of ``func`` (default: sink
+    deliveries; the worker's own tick is left alone) right now, as the scheduler would; returns how many."""
     from rq import Queue
     from rq.job import Job
 
-    from config.rq import QUEUE_SINKS, SERIALIZER
+    from config.rq import QUEUE, SERIALIZER
 
-    def release(queues: tuple[str, ...] = (QUEUE_SINKS,)) -> int:
+    def release(func: str = "workers.jobs.deliver") -> int:
         count = 0
-        for name in queues:
-            queue = Queue(name, connection=redis, serializer=SERIALIZER)
-            registry = queue.scheduled_job_registry
-            for job_id in registry.get_job_ids():
-                job = Job.fetch(job_id, connection=redis, serializer=SERIALIZER)
+        queue = Queue(QUEUE, connection=redis, serializer=SERIALIZER)
+        registry = queue.scheduled_job_registry
+        for job_id in registry.get_job_ids():
+            job = Job.fetch(job_id, connection=redis, serializer=SERIALIZER)
+            if job.func_name == func:
                 registry.remove(job)
                 queue.enqueue_job(job)
                 count += 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 from conftest import make_settings, run_worker
 from rq import Queue, Retry
 
-from config.rq import QUEUE_FETCH, QUEUE_SINKS, SERIALIZER
+from config.rq import QUEUE, SERIALIZER
 from workers import delivery, failed
 from workers import records as R
 from workers.sinks import ledger
@@ -19,7 +19,7 @@ def boom(media_id: str) -> None:
 
 
 def fetch_job(redis, media_id: str):  # type: ignore[no-untyped-def]
-    queue = Queue(QUEUE_FETCH, connection=redis, serializer=SERIALIZER)
+    queue = Queue(QUEUE, connection=redis, serializer=SERIALIZER)
     return queue.enqueue(f"{__name__}.boom", args=(media_id,), failure_ttl=3600)
 
 
@@ -28,7 +28,7 @@ def test_lists_failed_fetches_with_scrubbed_messages(tmp_path, redis) -> None:
     job = fetch_job(redis, "m1")
     run_worker(settings)
     [item] = failed.list_failed(redis)
-    assert item["id"] == job.id and item["queue"] == QUEUE_FETCH and item["function"].endswith(".boom")
+    assert item["id"] == job.id and item["queue"] == QUEUE and item["function"].endswith(".boom")
     assert item["sink"] is None and item["records"] is None and item["attempts"] == 1
     assert item["exception"] == "RuntimeError" and "EAABsecret" not in item["message"]
     assert item["failed_at"] and failed.list_failed(redis, sink="hook") == []
@@ -39,7 +39,7 @@ def test_replay_by_id_gives_fresh_retries(tmp_path, redis) -> None:
     first, second = fetch_job(redis, "m1"), fetch_job(redis, "m2")
     run_worker(settings)
     assert failed.replay(redis, job_ids=[first.id]) == 1
-    queue = Queue(QUEUE_FETCH, connection=redis, serializer=SERIALIZER)
+    queue = Queue(QUEUE, connection=redis, serializer=SERIALIZER)
     assert queue.job_ids == [first.id]
     job = queue.fetch_job(first.id)
     assert job.retries_left == len(job.retry_intervals) > 0
@@ -53,7 +53,7 @@ def test_replay_of_a_sink_re_enables_it_and_skips_records_already_sent(tmp_path,
 
     name = sink_name(name)
     records = [R.account_insights("1", f"2026-11-0{i}", {"reach": i}, {}, "poll") for i in (1, 2)]
-    queue = Queue(QUEUE_SINKS, connection=redis, serializer=SERIALIZER)
+    queue = Queue(QUEUE, connection=redis, serializer=SERIALIZER)
     ledger.disable(redis, name, 0)
     queue.enqueue(delivery.DELIVER_JOB, args=(name, records), retry=Retry(max=1, interval=[10]), failure_ttl=3600)
     run_worker(settings)

@@ -232,12 +232,12 @@ def test_transient_errors_back_off_boundedly(graph_settings, graph_sandbox, redi
 def test_no_token_in_redis(graph_settings, graph_sandbox, redis) -> None:  # type: ignore[no-untyped-def]
     from rq import Queue
 
-    from config.rq import QUEUE_DEFAULT, SERIALIZER
+    from config.rq import QUEUE, SERIALIZER
 
     account = graph_sandbox.accounts[0]
     token = graph_sandbox.token_for(account).encode()
     graph_sandbox.fail_next(1000, "5xx")
-    Queue(QUEUE_DEFAULT, connection=redis, serializer=SERIALIZER).enqueue("workers.jobs.account_insights", account)
+    Queue(QUEUE, connection=redis, serializer=SERIALIZER).enqueue("workers.jobs.account_insights", account)
     due(redis, account, media_of(graph_sandbox, account, "FEED", "IMAGE"))
     run_due(graph_settings, redis)
     graph_sandbox.expire_token(account)

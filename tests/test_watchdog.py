@@ -8,7 +8,7 @@ import time
 from rq import Queue
 
 from config import stats
-from config.rq import QUEUE_DEFAULT, SERIALIZER
+from config.rq import QUEUE, SERIALIZER
 from workers import context, subscriptions, watchdog
 from workers.graph_client import GraphClient, new_session
 
@@ -68,7 +68,7 @@ def test_due_checks_each_account_once_per_interval(graph_settings, graph_sandbox
     ctx = context.Context(graph_settings, redis)
     assert watchdog.due(ctx) == len(graph_sandbox.accounts)
     assert watchdog.due(ctx) == 0
-    queue = Queue(QUEUE_DEFAULT, connection=redis, serializer=SERIALIZER)
+    queue = Queue(QUEUE, connection=redis, serializer=SERIALIZER)
     assert all(job.func_name == "workers.watchdog.watch_job" for job in queue.jobs)
     assert sorted(watchdog.watch_job(graph_sandbox.accounts[1])) == ["not_subscribed"]
 

@@ -48,7 +48,7 @@ def test_unsigned_or_wrong_signature_is_401_and_stores_nothing(client, redis):
     assert post(client, SAMPLE, signature=False).status_code == 401
     assert post(client, SAMPLE, sign(SAMPLE, "nope")).status_code == 401
     assert post(client, b"garbage", sign(b"garbage", "nope")).status_code == 401
-    assert redis.xlen("igrelay:inbox") == 0 and redis.llen("rq:queue:igrelay-ingest") == 0
+    assert redis.xlen("igrelay:inbox") == 0 and redis.llen("rq:queue:igrelay") == 0
 
 
 def test_signed_non_envelope_is_400(client, redis):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from rq import Queue, Retry
 
-from config.rq import QUEUE_DEFAULT, SERIALIZER
+from config.rq import QUEUE, SERIALIZER
 from tests.conftest import TEST_REDIS_URL
 from tests.support.procs import kill_tree
 
@@ -54,11 +54,11 @@ def wait_for(predicate, timeout: float, step: float = 0.5) -> bool:
 
 
 def test_killed_worker_job_and_scheduler_recover_in_time(redis, tmp_path):
-    queue = Queue(QUEUE_DEFAULT, connection=redis, serializer=SERIALIZER)
+    queue = Queue(QUEUE, connection=redis, serializer=SERIALIZER)
     first = start_worker(tmp_path, "doomed")
     second = None
     try:
-        assert wait_for(lambda: redis.exists(f"rq:scheduler-lock:{QUEUE_DEFAULT}"), 30), "no scheduler lock"
+        assert wait_for(lambda: redis.exists(f"rq:scheduler-lock:{QUEUE}"), 30), "no scheduler lock"
         queue.enqueue(
             "tests.support.jobs.slow", "job", 15, retry=Retry(max=2), job_timeout=60, result_ttl=60, failure_ttl=600
         )

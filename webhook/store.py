@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 from rq import Queue
 
 from config import stats
-from config.rq import QUEUE_INGEST, SERIALIZER, presets
+from config.rq import QUEUE, SERIALIZER, presets
 
 INBOX_KEY = "igrelay:inbox"
 PENDING_KEY = "igrelay:inbox:pending"
@@ -25,15 +25,18 @@ DRAIN_JOB = "workers.jobs.drain_inbox"
 
 log = logging.getLogger(__name__)
 
-# KEYS: inbox, pending flag, stats hash. ARGV: body, received-at, stats field.
+# KEYS: inbox, pending flag, stats hash. ARGV: body, received-at, stats field, flag TTL.
 _PUT_LUA = """
 local id = redis.call('XADD', KEYS[1], '*', 'b', ARGV[1], 't', ARGV[2])
-local first = redis.call('SET', KEYS[2], '1', 'NX', 'EX', 60)
+local first = redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[4])
 redis.call('HINCRBY', KEYS[3], ARGV[3], 1)
 if first then return {id, 1} end
 return {id, 0}
 """
 _ACCEPTED = stats.field("igrelay_deliveries_total", outcome="accepted")
+# How long one kick covers later deliveries. Short, so a drain job lost with a killed worker is
+# replaced by the next delivery within seconds; an extra drain job finds nothing and ends at once.
+PENDING_TTL = 5
 
 
 class StoreUnavailable(Exception):
@@ -45,14 +48,15 @@ class DeliveryStore:
 
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
-        self.queue = Queue(QUEUE_INGEST, connection=redis, serializer=SERIALIZER)
+        self.queue = Queue(QUEUE, connection=redis, serializer=SERIALIZER)
         self._put = redis.register_script(_PUT_LUA)
 
     def put(self, body: bytes) -> str:
         """Store ``body``; return its stream entry id. Raises ``StoreUnavailable``."""
         try:
             entry_id, first = self._put(
-                keys=[INBOX_KEY, PENDING_KEY, stats.STATS_KEY], args=[body, f"{time.time():.3f}", _ACCEPTED]
+                keys=[INBOX_KEY, PENDING_KEY, stats.STATS_KEY],
+                args=[body, f"{time.time():.3f}", _ACCEPTED, PENDING_TTL],
             )
         except RedisError as exc:
             raise StoreUnavailable(type(exc).__name__) from exc

@@ -30,7 +30,7 @@ from rq import Queue, Retry, get_current_job
 from rq.job import Job
 
 from config import stats
-from config.rq import QUEUE_SINKS, SERIALIZER, presets
+from config.rq import QUEUE, SERIALIZER, presets
 from config.settings import ConfigError, Settings, parse_duration
 from workers import sinks
 from workers.sinks import PermanentSinkError, Record, Sink, SinkError, SinkGone, ledger
@@ -65,7 +65,7 @@ def emit(redis: Redis, settings: Settings, records: Sequence[Record], pipeline: 
     """Enqueue deliveries of ``records`` to every sink that wants them; returns jobs enqueued."""
     if not records:
         return 0
-    queue = Queue(QUEUE_SINKS, connection=redis, serializer=SERIALIZER)
+    queue = Queue(QUEUE, connection=redis, serializer=SERIALIZER)
     target = pipeline if pipeline is not None else redis
     jobs = 0
     for name, (_url, options) in sinks.configured(settings).items():

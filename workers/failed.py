@@ -17,13 +17,18 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry
 
 from config.logs import redact
-from config.rq import QUEUE_FETCH, QUEUE_INGEST, QUEUE_SINKS, QUEUES, SERIALIZER, presets
+from config.rq import QUEUES, SERIALIZER, presets
 from config.settings import Settings
 from workers import sinks
 from workers.delivery import DELIVER_JOB, job_options
 from workers.sinks import ledger
 
-PRESET_BY_QUEUE = {QUEUE_INGEST: "ingest", QUEUE_FETCH: "fetch", QUEUE_SINKS: "deliver"}
+PRESET_BY_JOB = {
+    "workers.jobs.drain_inbox": "ingest",
+    "workers.jobs.fetch_batch": "fetch",
+    "workers.jobs.deliver": "deliver",
+    "workers.jobs.tick": "tick",
+}
 
 
 def _failed_jobs(redis: Redis) -> Iterable[tuple[str, FailedJobRegistry, Job]]:
@@ -84,13 +89,13 @@ def replay(
     wanted = set(job_ids) if job_ids is not None else None
     table = sinks.configured(settings) if settings is not None else {}
     count = 0
-    for queue, registry, job in list(_failed_jobs(redis)):
+    for _queue, registry, job in list(_failed_jobs(redis)):
         name = _sink_of(job)
         if (sink is not None and name != sink) or (wanted is not None and job.id not in wanted):
             continue
         if name is not None:
             ledger.enable(redis, name)
-        preset = PRESET_BY_QUEUE.get(queue, "periodic")
+        preset = PRESET_BY_JOB.get(job.func_name, "periodic")
         retry = job_options(table[name][1])["retry"] if name in table else presets()[preset]["retry"]
         job.retries_left, job.retry_intervals = retry.max, retry.intervals
         job.meta["attempts"] = 0

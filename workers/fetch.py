@@ -26,7 +26,7 @@ from redis import Redis
 from rq import Queue
 
 from config import stats
-from config.rq import QUEUE_FETCH, SERIALIZER, presets
+from config.rq import QUEUE, SERIALIZER, presets
 from config.settings import Settings
 from workers import delivery, metric_registry, records, schedule
 from workers.graph import AuthError, GraphError, TerminalError, ThrottledError, TransientError
@@ -116,7 +116,7 @@ def dispatch(ctx: Any, now: float | None = None) -> int:
         stats.incr(redis, "igrelay_fetch_skipped_total", len(dropped), reason="needs_reauth")
     items = [i for i in items if i not in dropped]
     _threads, size = options(settings)
-    queue = Queue(QUEUE_FETCH, connection=redis, serializer=SERIALIZER)
+    queue = Queue(QUEUE, connection=redis, serializer=SERIALIZER)
     for start in range(0, len(items), size):
         chunk = items[start : start + size]
         queue.enqueue(FETCH_JOB, args=(chunk,), description=f"fetch {len(chunk)} media", **presets()["fetch"])

@@ -17,7 +17,7 @@ from typing import Any
 from redis import Redis
 from rq import Queue
 
-from config.rq import QUEUE_DEFAULT, QUEUE_FETCH, SERIALIZER, presets
+from config.rq import QUEUE, SERIALIZER, presets
 from config.settings import Settings
 from workers import delivery, fetch, records, schedule
 from workers.graph import AuthError, ThrottledError
@@ -59,22 +59,20 @@ def poll_due(ctx: Any) -> int:
     """Tick task: poll each account every ``IGRELAY_POLL_INTERVAL`` (0 turns polling off)."""
     if not ctx.settings.poll_interval:
         return 0
-    return _enqueue_each(ctx, "poll", ctx.settings.poll_interval, "workers.jobs.poll_account", QUEUE_FETCH, "fetch")
+    return _enqueue_each(ctx, "poll", ctx.settings.poll_interval, "workers.jobs.poll_account", QUEUE, "fetch")
 
 
 def account_insights_due(ctx: Any) -> int:
     """Tick task: yesterday's account insights, once a day per account."""
     day = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
-    return _enqueue_each(
-        ctx, f"account_insights:{day}", 2 * 86400, "workers.jobs.account_insights", QUEUE_DEFAULT, "periodic"
-    )
+    return _enqueue_each(ctx, f"account_insights:{day}", 2 * 86400, "workers.jobs.account_insights", QUEUE, "periodic")
 
 
 def token_refresh_due(ctx: Any) -> int:
     """Tick task: look at each Instagram Login token every 6 h (it is refreshed once 24 h old)."""
     if not ctx.settings.is_instagram_login:
         return 0
-    return _enqueue_each(ctx, "token_refresh", 6 * 3600, "workers.jobs.refresh_token", QUEUE_DEFAULT, "periodic")
+    return _enqueue_each(ctx, "token_refresh", 6 * 3600, "workers.jobs.refresh_token", QUEUE, "periodic")
 
 
 def poll_account(redis: Redis, settings: Settings, account: str, now: float | None = None) -> int:

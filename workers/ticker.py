@@ -17,7 +17,7 @@ from redis import Redis
 from rq import Queue
 from rq.exceptions import DuplicateJobError
 
-from config.rq import QUEUE_DEFAULT, SERIALIZER, presets
+from config.rq import QUEUE, SERIALIZER, presets
 from workers import ingest
 
 TICK_SECONDS = 5
@@ -45,7 +45,7 @@ def ensure(redis: Redis, now: float | None = None) -> None:
 def schedule_next(redis: Redis, now: float | None = None) -> None:
     """Schedule the tick of the next time slot (a no-op when another worker already did)."""
     slot = int((now or time.time()) // TICK_SECONDS) + 1
-    queue = Queue(QUEUE_DEFAULT, connection=redis, serializer=SERIALIZER)
+    queue = Queue(QUEUE, connection=redis, serializer=SERIALIZER)
     at = datetime.fromtimestamp(slot * TICK_SECONDS, UTC)
     try:
         queue.enqueue_at(at, TICK_JOB, job_id=f"tick-{slot}", unique=True, **presets()["tick"])

@@ -22,7 +22,7 @@ from redis import Redis
 from rq import Queue
 
 from config import stats
-from config.rq import QUEUE_DEFAULT, SERIALIZER, presets
+from config.rq import QUEUE, SERIALIZER, presets
 from config.settings import Settings, parse_duration
 from workers import context, fetch, subscriptions
 from workers.graph import GraphError
@@ -50,7 +50,7 @@ def options(settings: Settings) -> tuple[int, int]:
 def due(ctx: Any) -> int:
     """Tick task: enqueue a check of each account whose interval has passed."""
     interval, _quiet = options(ctx.settings)
-    queue = Queue(QUEUE_DEFAULT, connection=ctx.redis, serializer=SERIALIZER)
+    queue = Queue(QUEUE, connection=ctx.redis, serializer=SERIALIZER)
     n = 0
     for account in ctx.settings.accounts:
         if ctx.redis.set(f"igrelay:lock:watchdog:{account}", b"1", nx=True, ex=interval):
