@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 
 from config.settings import ConfigError, Settings, redact_url
 from igrelay.commands.common import explain_parts, who
-from workers import fetch, subscriptions, ticker, watchdog
+from workers import media_state, subscriptions, ticker, watchdog
 from workers.graph import GraphError
 from workers.graph_client import TOKEN_PREFIX, GraphClient, fingerprint, new_session, timeout_for
 
@@ -133,10 +133,10 @@ def _expiry(settings: Settings, redis: Redis | None, account: str) -> str:
 
 def _flags(settings: Settings, redis: Redis, account: str) -> list[Row]:
     rows = []
-    if fetch.needs_reauth(redis, settings, account):
+    if media_state.needs_reauth(redis, settings, account):
         text = f"{who(account)}: fetches are stopped because Meta refused this token earlier"
         rows.append(Row("problem", "token", text, "set a new token for it in IG_ACCESS_TOKENS (that clears the flag)"))
-    paused = redis.get(fetch.paused_key(account))
+    paused = redis.get(media_state.paused_key(account))
     if paused:
         rows.append(Row("warn", "token", f"{who(account)}: rate-limited by Meta until {day(paused)}"))
     return rows

@@ -10,7 +10,8 @@ import pytest
 from config import stats
 from igrelay import payloads
 from tests.conftest import SECRET, run_worker
-from workers import context, fetch, metric_registry, schedule
+from workers import context, fetch, media_state, metric_registry, schedule
+from workers.fetch_now import fetch_now
 
 
 def records(tmp_path) -> list[dict]:  # type: ignore[no-untyped-def]
@@ -35,7 +36,7 @@ def media_of(sb, account: str, product: str, kind: str | None = None) -> str:  #
 
 def known(redis, account: str, media_id: str, product: str, media_type: str = "IMAGE") -> None:  # type: ignore[no-untyped-def]
     """What polling would have stored about a media."""
-    redis.hset(fetch.media_key(account, media_id), mapping={"kind": product, "media_type": media_type})
+    redis.hset(media_state.media_key(account, media_id), mapping={"kind": product, "media_type": media_type})
 
 
 def due(redis, account: str, media_id: str, at: float | None = None, trigger: str = "comments") -> None:  # type: ignore[no-untyped-def]
@@ -146,7 +147,7 @@ def test_throttle_pauses_the_account_and_reschedules(graph_settings, graph_sandb
     run_due(graph_settings, redis, now)
     calls = graph_sandbox.total_calls
     assert 1 <= calls <= fetch.options(graph_settings)[0]  # at most the calls already in flight
-    assert int(redis.get(fetch.paused_key(account))) == pytest.approx(now + 60, abs=5)
+    assert int(redis.get(media_state.paused_key(account))) == pytest.approx(now + 60, abs=5)
     scores = [redis.zscore(schedule.DUE_KEY, schedule.member(account, m)) for m in ids]
     assert all(s == pytest.approx(now + 60, abs=5) for s in scores)
     pauses = redis.hget("igrelay:stats", f"igrelay_rate_limit_pauses_total|account={account}")
@@ -170,8 +171,8 @@ def test_expired_token_flags_the_account_and_stops_its_fetches(graph_settings, g
     graph_sandbox.reset_calls()
     run_due(graph_settings, redis)
     assert graph_sandbox.total_calls <= fetch.options(graph_settings)[0] + 2
-    assert fetch.needs_reauth(redis, graph_settings, account)
-    assert not fetch.needs_reauth(redis, graph_settings, other)
+    assert media_state.needs_reauth(redis, graph_settings, account)
+    assert not media_state.needs_reauth(redis, graph_settings, other)
     assert counter(redis, "igrelay_account_needs_reauth_total", account=account) == 1
     assert all(redis.zscore(schedule.DUE_KEY, schedule.member(account, m)) is None for m in ids)
     graph_sandbox.reset_calls()
@@ -284,15 +285,15 @@ def _dump(redis, key: bytes) -> bytes:  # type: ignore[no-untyped-def]
 def test_fetch_now_tries_the_configured_tokens(graph_settings, graph_sandbox, redis) -> None:  # type: ignore[no-untyped-def]
     second = graph_sandbox.accounts[1]
     media_id = media_of(graph_sandbox, second, "REELS")
-    record = fetch.fetch_now(graph_settings, media_id, redis=redis)
+    record = fetch_now(graph_settings, media_id, redis=redis)
     assert record["account_id"] == second and record["trigger"] == "manual" and record["metrics"]["views"] > 0
-    assert fetch.fetch_now(graph_settings, media_id, account=second)["media_id"] == media_id
+    assert fetch_now(graph_settings, media_id, account=second)["media_id"] == media_id
 
 
 def test_next_refresh_and_story_last_look() -> None:
-    assert fetch.next_refresh(0, 10, (3600, 86400)) == 3600
-    assert fetch.next_refresh(0, 90000, (3600, 86400)) is None
+    assert media_state.next_refresh(0, 10, (3600, 86400)) == 3600
+    assert media_state.next_refresh(0, 90000, (3600, 86400)) is None
     posted = 1000.0
-    assert fetch.next_refresh(posted + 7200, posted + 7300, (3600, 21600, 86400), posted) == posted + 10800
-    assert fetch.next_refresh(posted + 7200, posted + 30000, (3600, 21600, 86400), posted) == posted + 23 * 3600
-    assert fetch.next_refresh(posted, posted + 23 * 3600 + 1, (3600,), posted) is None
+    assert media_state.next_refresh(posted + 7200, posted + 7300, (3600, 21600, 86400), posted) == posted + 10800
+    assert media_state.next_refresh(posted + 7200, posted + 30000, (3600, 21600, 86400), posted) == posted + 23 * 3600
+    assert media_state.next_refresh(posted, posted + 23 * 3600 + 1, (3600,), posted) is None

@@ -6,7 +6,7 @@ import json
 import time
 
 from tests.conftest import run_worker
-from workers import context, fetch, polling, schedule
+from workers import context, fetch, media_state, polling, schedule
 from workers.graph_client import TOKEN_PREFIX, GraphClient, new_session
 
 
@@ -40,9 +40,9 @@ def test_polling_finds_new_media_once(graph_settings, graph_sandbox, redis) -> N
     new = graph_sandbox.add_media(account, "REELS", "VIDEO")
     story = graph_sandbox.add_media(account, "STORY", "VIDEO")
     assert polling.poll_account(redis, graph_settings, account) == 2
-    state = redis.hgetall(fetch.media_key(account, new))
+    state = redis.hgetall(media_state.media_key(account, new))
     assert state[b"kind"] == b"REELS" and b"first_seen" in state
-    assert redis.hget(fetch.media_key(account, story), b"kind") == b"STORY"
+    assert redis.hget(media_state.media_key(account, story), b"kind") == b"STORY"
 
 
 def test_polling_pages_down_to_what_is_known(graph_settings, graph_sandbox, redis) -> None:  # type: ignore[no-untyped-def]
@@ -75,10 +75,11 @@ def test_story_is_looked_at_once_more_before_it_expires(graph_settings, graph_sa
     items = [i for i in fetch.claim(redis, time.time()) if i[1] == story]
     fetch.fetch_batch(redis, graph_settings, items)
     posted = graph_sandbox.media(story).timestamp.timestamp()
-    first_seen = int(redis.hget(fetch.media_key(account, story), "first_seen"))
+    first_seen = int(redis.hget(media_state.media_key(account, story), "first_seen"))
     assert redis.zscore(schedule.DUE_KEY, schedule.member(account, story)) == first_seen + 3600  # 1 h after
     assert (
-        fetch.next_refresh(first_seen, first_seen + 3601, graph_settings.refresh_schedule, posted) == posted + 23 * 3600
+        media_state.next_refresh(first_seen, first_seen + 3601, graph_settings.refresh_schedule, posted)
+        == posted + 23 * 3600
     )
 
 
@@ -126,5 +127,5 @@ def test_polling_off_and_flagged_accounts_skipped(graph_settings, graph_sandbox,
     account = graph_sandbox.accounts[0]
     graph_sandbox.expire_token(account)
     assert polling.poll_account(redis, graph_settings, account) == 0
-    assert fetch.needs_reauth(redis, graph_settings, account)
+    assert media_state.needs_reauth(redis, graph_settings, account)
     assert polling.poll_due(context.Context(graph_settings, redis)) == 1  # only the other account

@@ -15,11 +15,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import random
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from redis import Redis
@@ -28,14 +26,12 @@ from rq import Queue
 from config import stats
 from config.rq import QUEUE, SERIALIZER, presets
 from config.settings import Settings
-from workers import delivery, metric_registry, records, schedule
+from workers import delivery, media_state, metric_registry, records, schedule
 from workers.graph import AuthError, GraphError, TerminalError, ThrottledError, TransientError
-from workers.graph_client import GraphClient, fingerprint, new_session, timeout_for
+from workers.graph_client import GraphClient, new_session, timeout_for
 
-MEDIA_PREFIX = "igrelay:media:"  # hash per ACCOUNT:MEDIA: first_seen, kind, media_type, timestamp, digest, attempts
 RUNNING_PREFIX = "igrelay:fetch:running:"
 FETCH_JOB = "workers.jobs.fetch_batch"
-STORY_LAST_LOOK = 23 * 3600  # story insights die with the story at 24 h: look once more just before
 MAX_TRANSIENT = 5
 _STATE_FIELDS = {
     "kind": "media_product_type",
@@ -66,36 +62,10 @@ return out
 """
 
 
-def paused_key(account: str) -> str:
-    """Set while ``account`` is throttled; the value is the epoch second the pause ends."""
-    return f"igrelay:account:{account}:paused_until"
-
-
-def reauth_key(account: str) -> str:
-    """Set when ``account``'s token failed; holds the failed token's fingerprint."""
-    return f"igrelay:account:{account}:needs_reauth"
-
-
-def media_key(account: str, media_id: str) -> str:
-    """The per-media state hash."""
-    return MEDIA_PREFIX + schedule.member(account, media_id)
-
-
-def state_ttl(settings: Settings) -> int:
-    """A media's state outlives its last scheduled refresh by a day."""
-    return max(settings.refresh_schedule, default=0) + 86400
-
-
 def options(settings: Settings) -> tuple[int, int]:
     """(threads per job, media per job) from the TOML ``[fetch]`` table."""
     table = settings.section("fetch")
     return int(table.get("threads", 32)), int(table.get("batch", 200))
-
-
-def needs_reauth(redis: Redis, settings: Settings, account: str) -> bool:
-    """True while the account's flagged token is still the configured one."""
-    flagged = redis.get(reauth_key(account))
-    return flagged is not None and flagged.decode() == fingerprint(settings.token_for(account))
 
 
 def claim(redis: Redis, now: float, limit: int = 1000) -> list[list[str]]:
@@ -109,7 +79,7 @@ def dispatch(ctx: Any, now: float | None = None) -> int:
     """Tick task: enqueue fetch jobs for every due media; returns media dispatched."""
     redis, settings = ctx.redis, ctx.settings
     items = claim(redis, now or time.time())
-    flagged = {a for a in {i[0] for i in items} if needs_reauth(redis, settings, a)}
+    flagged = {a for a in {i[0] for i in items} if media_state.needs_reauth(redis, settings, a)}
     dropped = [i for i in items if i[0] in flagged]
     if dropped:  # fetches stop until the account is reconnected (a new token)
         redis.delete(*(RUNNING_PREFIX + schedule.member(a, m) for a, m, _ in dropped))
@@ -147,7 +117,7 @@ def fetch_batch(redis: Redis, settings: Settings, items: list[list[str]]) -> dic
 def _states(redis: Redis, items: list[list[str]]) -> list[dict[str, str]]:
     pipe = redis.pipeline(transaction=False)
     for account, media_id, _trigger in items:
-        pipe.hgetall(media_key(account, media_id))
+        pipe.hgetall(media_state.media_key(account, media_id))
     return [{_text(k): _text(v) for k, v in raw.items()} for raw in pipe.execute()]
 
 
@@ -227,7 +197,7 @@ def _apply(pipe: Any, settings: Settings, o: Outcome, now: float, out: list[reco
         return "terminal"
     if isinstance(exc, ThrottledError):
         until = now + exc.retry_after  # Meta's estimate; never sleep in a job
-        pipe.set(paused_key(account), int(until), ex=max(exc.retry_after, 1))
+        pipe.set(media_state.paused_key(account), int(until), ex=max(exc.retry_after, 1))
         if ("paused", account) not in flagged:  # one pause per account, however many media it had
             flagged.add(("paused", account))
             stats.incr(pipe, "igrelay_rate_limit_pauses_total", account=account)
@@ -237,29 +207,16 @@ def _apply(pipe: Any, settings: Settings, o: Outcome, now: float, out: list[reco
     if isinstance(exc, AuthError):
         if account not in flagged:  # one line and one count per account, however many media it had
             flagged.add(account)
-            flag_reauth(pipe, settings, account, exc)
+            media_state.flag_reauth(pipe, settings, account, exc)
         return "auth"
     if isinstance(exc, TransientError) and int(o.state.get("attempts") or 0) < MAX_TRANSIENT:
         attempts = int(o.state.get("attempts") or 0) + 1
-        pipe.hset(media_key(account, media_id), "attempts", attempts)
-        schedule.request_fetch(pipe, account, media_id, trigger, now + backoff(attempts))
+        pipe.hset(media_state.media_key(account, media_id), "attempts", attempts)
+        schedule.request_fetch(pipe, account, media_id, trigger, now + media_state.backoff(attempts))
         return "transient"
     log.warning("fetch failed; next try on schedule", extra={"media": media_id, "error": str(exc)})
     _schedule_next(pipe, settings, o, now)
     return "failed"
-
-
-def backoff(attempt: int) -> float:
-    """Jittered exponential backoff: about 30 s, 60 s, 120 s ... capped at an hour."""
-    return min(30 * 2 ** (attempt - 1), 3600) * random.uniform(0.75, 1.25)  # jitter, not crypto
-
-
-def flag_reauth(pipe: Any, settings: Settings, account: str, exc: Exception) -> None:
-    """Mark ``account`` as needing reconnection, count it and say so once."""
-    # Flag by the failing token's fingerprint, so configuring a new token clears it.
-    pipe.set(reauth_key(account), fingerprint(settings.token_for(account)))
-    stats.incr(pipe, "igrelay_account_needs_reauth_total", account=account)
-    log.error("account needs reconnection; its fetches are stopped", extra={"account": account, "error": str(exc)})
 
 
 def _emit_if_changed(
@@ -270,76 +227,19 @@ def _emit_if_changed(
     digest = hashlib.sha1(json.dumps([metrics, unavailable], sort_keys=True).encode(), usedforsecurity=False)
     if o.state.get("digest") != digest.hexdigest():
         out.append(records.media_insights(account, node, metrics, unavailable, trigger))
-    key = media_key(account, media_id)
+    key = media_state.media_key(account, media_id)
     pipe.hset(key, mapping={**o.state, "digest": digest.hexdigest()})
     pipe.hsetnx(key, "first_seen", int(time.time()))
-    pipe.expire(key, state_ttl(settings))
+    pipe.expire(key, media_state.state_ttl(settings))
 
 
 def _schedule_next(pipe: Any, settings: Settings, o: Outcome, now: float) -> None:
     account, media_id, _trigger = o.item
     first_seen = float(o.state.get("first_seen") or now)
-    at = next_refresh(first_seen, now, settings.refresh_schedule, _story_posted(o.state))
+    at = media_state.next_refresh(first_seen, now, settings.refresh_schedule, media_state.story_posted(o.state))
     if at is not None:
         schedule.request_fetch(pipe, account, media_id, "schedule", at)
 
 
-def _story_posted(state: dict[str, str]) -> float | None:
-    if state.get("kind") != "STORY" or not state.get("timestamp"):
-        return None
-    return meta_epoch(state["timestamp"])
-
-
-def meta_epoch(raw: str) -> float | None:
-    """Epoch seconds from Meta's ``2026-11-20T10:00:00+0000``."""
-    try:
-        return datetime.strptime(raw, "%Y-%m-%dT%H:%M:%S%z").timestamp()
-    except ValueError:
-        return None
-
-
-def next_refresh(first_seen: float, now: float, offsets: tuple[int, ...], story_posted: float | None = None) -> Any:
-    """The next refresh time after ``now``; a story gets one last look before it expires, then none."""
-    times = [first_seen + o for o in offsets]
-    if story_posted is not None:
-        times = [t for t in times if t < story_posted + STORY_LAST_LOOK] + [story_posted + STORY_LAST_LOOK]
-    upcoming = [t for t in times if t > now]
-    return min(upcoming) if upcoming else None
-
-
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def fetch_now(settings: Settings, media_id: str, account: str | None = None, redis: Redis | None = None) -> dict:
-    """Fetch one media's insights now and return its record (``igrelay fetch MEDIA_ID``).
-
-    Without ``account`` each configured token is tried in turn until one can see the media.
-    """
-    candidates = [account] if account else [*settings.accounts, *([""] if settings.access_token else [])]
-    if not candidates:
-        raise AuthError("no access token configured")
-    error: GraphError = AuthError("no token could read this media")
-    with new_session(2) as session:
-        client = GraphClient(session, settings, redis, timeout_for(settings))
-        for acc in candidates:
-            try:
-                return _fetch_record(client, settings, acc, media_id)
-            except (AuthError, TerminalError) as exc:
-                if isinstance(exc, TerminalError) and exc.reason != "gone":
-                    raise
-                error = exc  # gone here may mean "another account's media": try the next token
-    raise error
-
-
-def _fetch_record(client: GraphClient, settings: Settings, account: str, media_id: str) -> dict:
-    fields = {"fields": "id,media_type,media_product_type,permalink,timestamp,owner"}
-    node = client.get(account, media_id, fields)
-    owner = account or str((node.get("owner") or {}).get("id") or "unknown")
-    kind, media_type = node.get("media_product_type") or "FEED", node.get("media_type")
-    try:
-        result = client.media(account, media_id, kind, media_type)
-    except TerminalError as exc:
-        wanted = metric_registry.configured(settings, kind, media_type)
-        return records.media_insights(owner, node, {}, dict.fromkeys(wanted, exc.reason), "manual")
-    return records.media_insights(owner, result.node, result.metrics, result.unavailable, "manual")

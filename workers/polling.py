@@ -19,7 +19,7 @@ from rq import Queue
 
 from config.rq import QUEUE, SERIALIZER, presets
 from config.settings import Settings
-from workers import delivery, fetch, records, schedule
+from workers import delivery, media_state, records, schedule
 from workers.graph import AuthError, ThrottledError
 from workers.graph_client import TOKEN_PREFIX, GraphClient, fingerprint, new_session, timeout_for
 
@@ -40,7 +40,7 @@ def _active(redis: Redis, settings: Settings) -> list[str]:
     return [
         a
         for a in settings.accounts
-        if not fetch.needs_reauth(redis, settings, a) and not redis.exists(fetch.paused_key(a))
+        if not media_state.needs_reauth(redis, settings, a) and not redis.exists(media_state.paused_key(a))
     ]
 
 
@@ -89,7 +89,7 @@ def poll_account(redis: Redis, settings: Settings, account: str, now: float | No
     for node in found:
         _discovered(pipe, settings, account, node, now)
     pipe.zremrangebyscore(known_key(account), "-inf", cutoff - 86400)
-    pipe.expire(known_key(account), fetch.state_ttl(settings))
+    pipe.expire(known_key(account), media_state.state_ttl(settings))
     pipe.execute()
     if found:
         log.info("new media found", extra={"account": account, "media": len(found)})
@@ -103,7 +103,7 @@ def _new_on_edge(client: GraphClient, redis: Redis, account: str, edge: str, cut
         nodes, after = client.listing(account, edge, after)
         known = redis.zmscore(known_key(account), [n["id"] for n in nodes]) if nodes else []
         for node, score in zip(nodes, known, strict=True):
-            posted = fetch.meta_epoch(str(node.get("timestamp") or ""))
+            posted = media_state.meta_epoch(str(node.get("timestamp") or ""))
             if score is not None or (posted is not None and posted < cutoff):
                 return found
             found.append(node)
@@ -115,17 +115,17 @@ def _new_on_edge(client: GraphClient, redis: Redis, account: str, edge: str, cut
 def _discovered(pipe: Any, settings: Settings, account: str, node: dict, now: float) -> None:
     """Remember a new media with its type and first-seen time, and ask for its first fetch."""
     media_id = str(node["id"])
-    pipe.zadd(known_key(account), {media_id: fetch.meta_epoch(str(node.get("timestamp") or "")) or now})
+    pipe.zadd(known_key(account), {media_id: media_state.meta_epoch(str(node.get("timestamp") or "")) or now})
     state = {
         "kind": node.get("media_product_type"),
         "media_type": node.get("media_type"),
         "timestamp": node.get("timestamp"),
         "permalink": node.get("permalink"),
     }
-    key = fetch.media_key(account, media_id)
+    key = media_state.media_key(account, media_id)
     pipe.hset(key, mapping={k: str(v) for k, v in state.items() if v})
     pipe.hsetnx(key, "first_seen", int(now))
-    pipe.expire(key, fetch.state_ttl(settings))
+    pipe.expire(key, media_state.state_ttl(settings))
     schedule.request_fetch(pipe, account, media_id, "poll", now)
 
 
@@ -133,9 +133,9 @@ def _blocked(redis: Redis, settings: Settings, account: str, exc: Exception, now
     """Throttled: pause the account; refused token: flag it. The next poll tries again."""
     pipe = redis.pipeline(transaction=True)
     if isinstance(exc, ThrottledError):
-        pipe.set(fetch.paused_key(account), int(now + exc.retry_after), ex=max(exc.retry_after, 1))
+        pipe.set(media_state.paused_key(account), int(now + exc.retry_after), ex=max(exc.retry_after, 1))
     else:
-        fetch.flag_reauth(pipe, settings, account, exc)
+        media_state.flag_reauth(pipe, settings, account, exc)
     pipe.execute()
     return 0
 

@@ -24,7 +24,7 @@ from rq import Queue
 from config import stats
 from config.rq import QUEUE, SERIALIZER, presets
 from config.settings import Settings, parse_duration
-from workers import context, fetch, subscriptions
+from workers import context, media_state, subscriptions
 from workers.graph import GraphError
 from workers.graph_client import GraphClient, new_session, timeout_for
 from workers.ingest import LAST_DELIVERY_KEY
@@ -94,7 +94,7 @@ def _silence(settings: Settings, last: float, now: float) -> dict[str, str]:
 
 def _subscription(redis: Redis, settings: Settings, account: str) -> dict[str, str] | None:
     """Problems with Meta's view of the subscription, or None when it could not be asked."""
-    if fetch.needs_reauth(redis, settings, account) or redis.exists(fetch.paused_key(account)):
+    if media_state.needs_reauth(redis, settings, account) or redis.exists(media_state.paused_key(account)):
         return None  # a refused or throttled token: other alarms say so; no extra calls
     with new_session(1) as session:
         client = GraphClient(session, settings, redis, timeout_for(settings))

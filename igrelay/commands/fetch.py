@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def cmd_fetch(args: argparse.Namespace, settings: Settings) -> int:
     """Print the record, or one line saying why there is none."""
-    from workers.fetch import fetch_now
+    from workers.fetch_now import fetch_now
 
     if not args.media_id.isdigit():
         raise CommandError(f"MEDIA_ID must be a number, got {args.media_id!r}")

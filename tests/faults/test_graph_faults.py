@@ -8,7 +8,7 @@ import time
 from config import stats
 from tests.conftest import run_worker, sandbox_settings
 from tests.faults.conftest import sink_rows
-from workers import context, fetch, schedule
+from workers import context, fetch, media_state, schedule
 
 EXTRA_MEDIA = 24  # per account, on top of the sandbox's demo media
 THREADS = 4
@@ -73,7 +73,7 @@ def test_graph_faults_lose_no_refresh_and_make_no_retry_storm(graph_sandbox, red
     bound = 2 * len(media[good]) + sum(FAULTS.values()) + len(kinds)  # describe + insights, +1 per fault or kind
     print(f"{len(media[good])} media, {len(good_calls)} calls for them (bound {bound}), {len(bad_calls)} for the bad")
     assert len(good_calls) <= bound
-    assert fetch.needs_reauth(redis, settings, bad) and not fetch.needs_reauth(redis, settings, good)
+    assert media_state.needs_reauth(redis, settings, bad) and not media_state.needs_reauth(redis, settings, good)
     reauth = stats.field("igrelay_account_needs_reauth_total", account=bad)
     assert int(redis.hget(stats.STATS_KEY, reauth) or 0) == 1
     assert len(bad_calls) <= THREADS
