@@ -28,15 +28,17 @@ DELIVERIES = 1000
 CHANGES_EACH = 2
 FIRST_KILL = 100  # deliveries before the first kill
 KILLS = 4  # then one replacement worker to the end of the stream
-# RQ finds a killed worker's job <= 105 s after the kill (config/rq.py), retries it 5-10 s later; the
-# consumer group hands the killed drain's unacknowledged entries to the next drain after 60 s idle.
-SETTLE_BOUND = 150
+# Where the killed worker was: running a job -> RQ's abandoned-job cleanup retries it <= 105 s after the
+# kill (config/rq.py); just taken from the queue -> it waits in RQ's intermediate queue until two
+# maintenance passes more than 60 s apart (<= ~130 s); then its retry interval, with the scheduler lock
+# of the dead worker expiring at 61 s. The consumer group hands a killed drain's entries on after 60 s.
+SETTLE_BOUND = 200
 
 
 def test_sigkilled_worker_loses_and_duplicates_nothing(procs, redis, tmp_path):
     """1,000 signed deliveries (2,000 changes), every process of the worker (parent, scheduler, horse) SIGKILLed
     4 times while a job runs, a new worker started after each: 0 changes lost, 0 duplicate rows in the SQLite
-    sink, RQ registries and the inbox's pending list empty <= 150 s after the last kill."""
+    sink, RQ registries and the inbox's pending list empty <= 200 s after the last kill."""
     env = base_env(tmp_path)
     client = create_app(Settings.from_env({**env, "LOG_LEVEL": "WARNING"})).test_client()
     worker = procs.worker(env)
