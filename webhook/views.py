@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Request, Response, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from webhook import meta
@@ -41,12 +41,12 @@ def handshake() -> Response:
 @bp.post("/webhook")
 def receive() -> Response:
     """Size, signature over the raw bytes, envelope, durable store, then 200."""
-    store: DeliveryStore = _ctx()["store"]
+    ctx = _ctx()
+    store: DeliveryStore = ctx["store"]
+    req = request._get_current_object()  # type: ignore[attr-defined]  # one proxy lookup, not one per use
     try:
-        body = _read_body(_ctx()["settings"].max_body_bytes)
-        index = meta.verify_signature(
-            body, request.headers.getlist("X-Hub-Signature-256"), _ctx()["settings"].app_secrets
-        )
+        body = _read_body(req, ctx["settings"].max_body_bytes)
+        index = meta.verify_signature(body, req.headers.getlist("X-Hub-Signature-256"), ctx["settings"].app_secrets)
         envelope = meta.parse_envelope(body)
         entry_id = store.put(body)
     except RequestEntityTooLarge:
@@ -69,18 +69,19 @@ def receive() -> Response:
     return Response(_OK, status=200, mimetype="application/json")
 
 
-def _read_body(limit: int) -> bytes:
+def _read_body(req: Request, limit: int) -> bytes:
     """The raw body, or ``RequestEntityTooLarge`` past ``limit`` bytes, chunked bodies too.
 
     Werkzeug stops a chunked body at the limit without telling, so read one byte past it.
     """
-    if request.content_length is not None:
-        if request.content_length > limit:
+    length = req.content_length
+    if length is not None:
+        if length > limit:
             raise RequestEntityTooLarge()
-        return request.get_data(cache=False)
-    if not request.environ.get("wsgi.input_terminated"):
+        return req.get_data(cache=False)
+    if not req.environ.get("wsgi.input_terminated"):
         return b""  # no length and a server that does not end the stream: nothing safe to read
-    body = request.environ["wsgi.input"].read(limit + 1)
+    body = req.environ["wsgi.input"].read(limit + 1)
     if len(body) > limit:
         raise RequestEntityTooLarge()
     return bytes(body)
