@@ -32,13 +32,16 @@ def machine() -> str:
     )
 
 
-def to_markdown(table: str) -> str:
-    """The benchmarks' ``a | b | c`` tables as Markdown tables; other lines kept as notes."""
-    lines = [line for line in table.splitlines() if line.strip()]
+def to_markdown(output: str) -> str:
+    """A benchmark's output as Markdown: ``a | b`` tables become tables, Markdown passes through,
+    anything else (column-aligned text) is kept in a code block."""
+    lines = [line for line in output.splitlines() if line.strip()]
+    if any(line.startswith("|") for line in lines):
+        return "\n".join(lines)
     rows = [line for line in lines if " | " in line]
     notes = [line for line in lines if " | " not in line]
     if not rows:
-        return table
+        return "```\n" + "\n".join(lines) + "\n```"
     cells = [[c.strip() for c in row.split(" | ")] for row in rows]
     out = ["| " + " | ".join(cells[0]) + " |", "|" + "---|" * len(cells[0])]
     out += ["| " + " | ".join(r) + " |" for r in cells[1:]]
