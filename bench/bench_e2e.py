@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import socket
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import threading
@@ -30,17 +27,12 @@ from redis import Redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.procs import free_port, start, stop, wait_healthy  # noqa: E402
 from igrelay import payloads  # noqa: E402
 from igrelay.sandbox import Sandbox  # noqa: E402
 
 REDIS_URL = os.environ.get("IGRELAY_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 SECRET = "bench-secret"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def group_rss_kb(pid: int) -> list[int]:
@@ -70,21 +62,6 @@ class Peak(threading.Thread):
         while not self.stop.wait(0.1):
             for name, pgid in self.groups.items():
                 self.peak[name] = max([self.peak[name], *group_rss_kb(pgid)])
-
-
-def start(cmd: list[str], env: dict[str, str], name: str) -> subprocess.Popen[bytes]:
-    """``cmd`` in its own session; its output in $BENCH_LOG_DIR/NAME.log when that is set."""
-    log_dir = os.environ.get("BENCH_LOG_DIR")
-    out = open(Path(log_dir) / f"{name}.log", "wb") if log_dir else subprocess.DEVNULL  # noqa: SIM115
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=out, start_new_session=True)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def redis_baseline(n: int = 400) -> list[float]:
@@ -174,16 +151,6 @@ def run(deliveries: int, rate: float) -> list[tuple[str, str, str, str]]:
         ("peak RSS, one web process (gunicorn worker)", f"{peak.peak['web'] / 1024:.0f} MB", "", "under load"),
         ("peak RSS, one worker process (parent or horse)", f"{peak.peak['worker'] / 1024:.0f} MB", "", "under load"),
     ]
-
-
-def wait_healthy(port: int) -> None:
-    for _ in range(100):
-        try:
-            requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-            return
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    raise RuntimeError("web did not start")
 
 
 def send(port: int, account: str, deliveries: int, rate: float) -> dict[str, float]:

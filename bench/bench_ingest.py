@@ -13,8 +13,6 @@ import json
 import os
 import platform
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,6 +27,7 @@ from redis import Redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.procs import free_port, start, stop, wait_healthy  # noqa: E402
 from igrelay import payloads  # noqa: E402
 
 REDIS_URL = os.environ.get("IGRELAY_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
@@ -36,13 +35,8 @@ SECRET = "bench-secret"
 GUNICORN = ["gunicorn", "--config", str(ROOT / "config" / "gunicorn.conf.py")]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start(app: str, port: int) -> subprocess.Popen[bytes]:
+def start_web(app: str, port: int) -> subprocess.Popen[bytes]:
+    """``app`` under gunicorn with igrelay's config on ``port``, once it answers."""
     env = dict(
         os.environ,
         PORT=str(port),
@@ -53,26 +47,9 @@ def start(app: str, port: int) -> subprocess.Popen[bytes]:
         WEB_CONCURRENCY=os.environ.get("WEB_CONCURRENCY", "2"),
         PYTHONPATH=str(ROOT),
     )
-    proc = subprocess.Popen(
-        [*GUNICORN, app],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    for _ in range(100):
-        try:
-            requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-            return proc
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{app} did not start")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=30)
+    proc = start([*GUNICORN, app], env, app.split(":")[0])
+    wait_healthy(port, app)
+    return proc
 
 
 def load(url: str, body: bytes, headers: dict[str, str], seconds: float, connections: int) -> dict[str, float]:
@@ -156,7 +133,7 @@ def bench_web(seconds: float, connections: int, rounds: int) -> list[tuple[str, 
         for name, app in (("bare Flask", "bench.bare_app:app"), ("igrelay", "webhook:create_app()")):
             Redis.from_url(REDIS_URL).flushdb()
             port = free_port()
-            proc = start(app, port)
+            proc = start_web(app, port)
             try:
                 run(f"http://127.0.0.1:{port}/webhook", body, headers, 1.0, connections)  # warm up
                 runs[name].append(run(f"http://127.0.0.1:{port}/webhook", body, headers, seconds, connections))
@@ -185,7 +162,7 @@ def bench_web(seconds: float, connections: int, rounds: int) -> list[tuple[str, 
 def bench_big_ack() -> list[tuple[str, str, str, str]]:
     Redis.from_url(REDIS_URL).flushdb()
     port = free_port()
-    proc = start("webhook:create_app()", port)
+    proc = start_web("webhook:create_app()", port)
     try:
         body = payloads.encode(payloads.delivery("comments", "17841400000000001", "18111", 1000))
         headers = {"X-Hub-Signature-256": payloads.sign(body, SECRET)}
