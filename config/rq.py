@@ -1,7 +1,8 @@
 """RQ policy: queue names, worker timings and per-job enqueue presets, in one place.
 
 Both processes read this module: the web enqueues ``drain_inbox`` by dotted path with
-``JOB_PRESETS["ingest"]``; the worker builds its ``HerokuWorker`` from ``WORKER``. The timings
+``presets()["ingest"]``; the worker (``workers.runner.Worker``, a ``HerokuWorker``) is built
+from ``WORKER``. The timings
 are chosen so a job from a killed worker is recovered in under 3 minutes (RQ's defaults take
 about 13.5) and a replacement worker takes over the scheduler in under 2 (see
 shared/reference/reliability.md section 3):
@@ -11,8 +12,6 @@ shared/reference/reliability.md section 3):
 - an idle worker wakes every ``worker_ttl - 15`` (15 s) and runs maintenance every 20 s, which
   both collects abandoned jobs and re-tries the 61 s scheduler lock.
 Worst case: 70 + 20 + 15 = 105 s for a job, 61 + 20 + 15 = 96 s for the scheduler.
-
-``rq worker -c config.rq`` reads the upper-case names below as well.
 """
 
 from __future__ import annotations
@@ -29,7 +28,6 @@ QUEUE = "igrelay"
 QUEUES = [QUEUE]
 
 SERIALIZER = "rq.serializers.JSONSerializer"
-WORKER_CLASS = "workers.runner.Worker"  # HerokuWorker that never drops a job taken just before a kill
 WORKER = {
     "worker_ttl": 30,
     "job_monitoring_interval": 10,
@@ -65,6 +63,3 @@ def presets() -> dict[str, dict[str, Any]]:
         "periodic": {"retry": _retry(60, 600, 1800), "job_timeout": 600, "result_ttl": 600, "failure_ttl": 7 * DAY},
     }
 
-
-# Names `rq worker -c config.rq` understands.
-REDIS_URL = None  # taken from the environment by igrelay's own command

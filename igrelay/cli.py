@@ -28,7 +28,7 @@ def cmd_web(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    """Run the RQ worker with the scheduler on every igrelay queue."""
+    """Run the RQ worker with the scheduler on igrelay's queue."""
     from workers.runner import run_worker
 
     run_worker(settings, burst=args.burst, name=args.name)
@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser(
         "worker",
         help="run the production RQ worker with the scheduler",
-        description="Run an RQ HerokuWorker with the scheduler on every igrelay queue.",
+        description="Run an RQ HerokuWorker with the scheduler on igrelay's queue.",
     )
     worker.add_argument("--burst", action="store_true", help="exit when the queues are empty")
     worker.add_argument("--name", help="worker name (default: RQ picks one)")

@@ -1,4 +1,4 @@
-"""``igrelay worker``: an RQ ``HerokuWorker`` with the scheduler, on every igrelay queue."""
+"""``igrelay worker``: an RQ ``HerokuWorker`` with the scheduler, on igrelay's queue."""
 
 from __future__ import annotations
 
