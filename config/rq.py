@@ -62,4 +62,3 @@ def presets() -> dict[str, dict[str, Any]]:
         "tick": {"retry": _retry(2, 5), "job_timeout": 60, "result_ttl": 120, "failure_ttl": DAY},
         "periodic": {"retry": _retry(60, 600, 1800), "job_timeout": 600, "result_ttl": 600, "failure_ttl": 7 * DAY},
     }
-
