@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-from urllib.parse import urlsplit
-
 from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.worker import HerokuWorker
@@ -35,9 +32,7 @@ def preload(settings: Settings) -> None:
     import workers.jobs  # noqa: F401
 
     for url, _options in sinks.configured(settings).values():
-        path = sinks.REGISTRY.get(urlsplit(url).scheme.lower())
-        if path:
-            importlib.import_module(path.partition(":")[0])
+        sinks.sink_class(url)
 
 
 def build_worker(settings: Settings, name: str | None = None) -> Worker:

@@ -100,12 +100,17 @@ def configured(settings: Settings) -> dict[str, tuple[str, Mapping[str, Any]]]:
     return out
 
 
-def load(url: str, options: Mapping[str, Any], settings: Settings) -> Sink:
-    """Instantiate the sink class registered for ``url``'s scheme."""
+def sink_class(url: str) -> type[Sink]:
+    """The sink class registered for ``url``'s scheme (importing its module, and so its driver)."""
     scheme = urlsplit(url).scheme.lower()
     path = REGISTRY.get(scheme)
     if path is None:
         raise ConfigError(f"IGRELAY_SINKS: unknown sink scheme {scheme!r} (one of {', '.join(sorted(REGISTRY))})")
     module_name, _, class_name = path.partition(":")
     cls: type[Sink] = getattr(importlib.import_module(module_name), class_name)
-    return cls(url, options, settings)
+    return cls
+
+
+def load(url: str, options: Mapping[str, Any], settings: Settings) -> Sink:
+    """Instantiate the sink class registered for ``url``'s scheme."""
+    return sink_class(url)(url, options, settings)
