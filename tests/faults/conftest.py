@@ -385,3 +385,42 @@ def orphaned_jobs(redis: Redis) -> list[str]:
             if job_id not in placed:
                 out.append(job_id.decode())
     return out
+
+
+def stream_with_strikes(
+    procs,
+    redis: Redis,
+    env: dict[str, str],
+    strike: Callable[[Proc], None],
+    strikes: int,
+    deliveries: int = 1000,
+    changes_each: int = 2,
+    first: int = 100,
+) -> tuple[list, float, int]:
+    """Post signed deliveries through the app; from delivery ``first`` on, catch each worker while a job runs
+    (frozen, then looked at), ``strike`` it and start a new one, ``strikes`` times. At least ``deliveries`` are
+    sent, more only while strikes are still to come. Returns (comment ids sent, monotonic time of the last
+    strike, strikes done)."""
+    from config.settings import Settings
+    from webhook import create_app
+
+    client = create_app(Settings.from_env({**env, "LOG_LEVEL": "WARNING"})).test_client()
+    worker = procs.worker(env)
+    done, last, sent = 0, 0.0, []
+    for i in range(3 * deliveries):
+        if i >= deliveries and done >= strikes:
+            break
+        body, ids = comment_delivery(changes_each)
+        answer = client.post("/webhook", data=body, headers=signature(body))
+        assert answer.status_code == 200, answer.data
+        sent += ids
+        if i >= first and done < strikes and worker_registered(redis, worker.worker_name):
+            worker.freeze()
+            if worker_busy(redis, worker.worker_name):
+                strike(worker)
+                done, last = done + 1, time.monotonic()
+                worker = procs.worker(env)  # the new dyno
+            else:
+                worker.thaw()
+        time.sleep(0.012 if done < strikes else 0.003)  # slower while striking: a new worker needs ~1.5 s to start
+    return sent, last, done

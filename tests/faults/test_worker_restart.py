@@ -5,19 +5,15 @@ from __future__ import annotations
 import threading
 import time
 
-from config.settings import Settings
 from tests.faults.conftest import (
+    Proc,
     base_env,
-    comment_delivery,
     comment_rows,
     inbox_state,
-    signature,
+    stream_with_strikes,
     stuck,
     wait_until,
-    worker_busy,
-    worker_registered,
 )
-from webhook import create_app
 
 DELIVERIES = 1000
 CHANGES_EACH = 2
@@ -34,31 +30,18 @@ def test_heroku_style_restarts_lose_and_duplicate_nothing(procs, redis, tmp_path
     """1,000 signed deliveries (2,000 changes), 6 Heroku-style restarts mid-job with the new worker started at
     once: every old worker exits on SIGTERM alone within 10 s (the 30 s SIGKILL never needed), 0 changes
     lost, 0 duplicate rows, RQ registries and the inbox's pending list empty <= 150 s after the last restart."""
-    env = base_env(tmp_path)
-    client = create_app(Settings.from_env({**env, "LOG_LEVEL": "WARNING"})).test_client()
-    worker = procs.worker(env)
     exits: list[float] = []
     stoppers: list[threading.Thread] = []
-    restarts, last_restart, sent = 0, 0.0, []
-    for i in range(3 * DELIVERIES):  # at least DELIVERIES; more only while restarts are still to come
-        if i >= DELIVERIES and restarts >= RESTARTS:
-            break
-        body, ids = comment_delivery(CHANGES_EACH)
-        answer = client.post("/webhook", data=body, headers=signature(body))
-        assert answer.status_code == 200, answer.data
-        sent += ids
-        # From delivery 100 on, restart each new worker as soon as it is caught running a job.
-        if i >= FIRST_RESTART and restarts < RESTARTS and worker_registered(redis, worker.worker_name):
-            worker.freeze()
-            if worker_busy(redis, worker.worker_name):
-                stopper = threading.Thread(target=lambda p=worker: exits.append(p.restart_heroku_style(grace=30)))
-                stopper.start()  # SIGTERM to every process, where each stands; SIGKILL 30 s later if need be
-                stoppers.append(stopper)
-                restarts, last_restart = restarts + 1, time.monotonic()
-                worker = procs.worker(env)  # the new dyno
-            else:
-                worker.thaw()
-        time.sleep(0.01 if restarts < RESTARTS else 0.003)  # slower while restarting: a new worker needs ~1.5 s
+
+    def restart(worker: Proc) -> None:
+        """SIGTERM to every process, where each stands; SIGKILL 30 s later if need be."""
+        stopper = threading.Thread(target=lambda: exits.append(worker.restart_heroku_style(grace=30)))
+        stopper.start()
+        stoppers.append(stopper)
+
+    sent, last_restart, restarts = stream_with_strikes(
+        procs, redis, base_env(tmp_path), restart, RESTARTS, DELIVERIES, CHANGES_EACH, FIRST_RESTART
+    )
     for stopper in stoppers:
         stopper.join(35)
     db = tmp_path / "records.sqlite3"

@@ -8,20 +8,16 @@ from rq import Queue
 from rq.registry import StartedJobRegistry
 
 from config.rq import QUEUE, SERIALIZER, presets
-from config.settings import Settings
 from tests.faults.conftest import (
+    Proc,
     base_env,
-    comment_delivery,
     comment_rows,
     inbox_state,
     orphaned_jobs,
-    signature,
+    stream_with_strikes,
     stuck,
     wait_until,
-    worker_busy,
-    worker_registered,
 )
-from webhook import create_app
 from workers.runner import build_worker
 
 DELIVERIES = 1000
@@ -39,27 +35,9 @@ def test_sigkilled_worker_loses_and_duplicates_nothing(procs, redis, tmp_path):
     """1,000 signed deliveries (2,000 changes), every process of the worker (parent, scheduler, horse) SIGKILLed
     4 times while a job runs, a new worker started after each: 0 changes lost, 0 duplicate rows in the SQLite
     sink, RQ registries and the inbox's pending list empty <= 200 s after the last kill."""
-    env = base_env(tmp_path)
-    client = create_app(Settings.from_env({**env, "LOG_LEVEL": "WARNING"})).test_client()
-    worker = procs.worker(env)
-    kills, last_kill, sent = 0, 0.0, []
-    for i in range(3 * DELIVERIES):  # at least DELIVERIES; more only while kills are still to come
-        if i >= DELIVERIES and kills >= KILLS:
-            break
-        body, ids = comment_delivery(CHANGES_EACH)
-        answer = client.post("/webhook", data=body, headers=signature(body))
-        assert answer.status_code == 200, answer.data
-        sent += ids
-        # From delivery 100 on, kill each new worker as soon as it is caught running a job (frozen, then looked at).
-        if i >= FIRST_KILL and kills < KILLS and worker_registered(redis, worker.worker_name):
-            worker.freeze()
-            if worker_busy(redis, worker.worker_name):
-                worker.kill()
-                kills, last_kill = kills + 1, time.monotonic()
-                worker = procs.worker(env)
-            else:
-                worker.thaw()
-        time.sleep(0.012 if kills < KILLS else 0.003)  # slower while killing: each new worker needs ~1.5 s to start
+    sent, last_kill, kills = stream_with_strikes(
+        procs, redis, base_env(tmp_path), Proc.kill, KILLS, DELIVERIES, CHANGES_EACH, FIRST_KILL
+    )
     db = tmp_path / "records.sqlite3"
 
     def settled() -> bool:
