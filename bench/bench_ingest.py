@@ -141,13 +141,16 @@ def bench_web(seconds: float, connections: int, rounds: int) -> list[tuple[str, 
                 stop(proc)
     results = {name: median_run(samples) for name, samples in runs.items()}
     bare, ours = results["bare Flask"], results["igrelay"]
-    ratio = ours["rps"] / bare["rps"]
+    # Each round's two runs are back to back, so their ratio is the fairest sample of it on a shared
+    # machine; report the median of those, with the range so the noise is visible.
+    ratios = sorted(o["rps"] / b["rps"] for o, b in zip(runs["igrelay"], runs["bare Flask"], strict=True))
+    ratio = statistics.median(ratios)
     return [
         (
             "signed 1 KB deliveries, req/s",
             f"{ours['rps']:.0f}",
             f"{bare['rps']:.0f} (bare Flask)",
-            f"{ratio:.0%} (target >= 60%)",
+            f"{ratio:.0%} (target >= 60%; rounds {ratios[0]:.0%}-{ratios[-1]:.0%})",
         ),
         (
             f"p99 latency, {connections} connections",
@@ -234,7 +237,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     rows = bench_web(args.seconds, args.connections, args.rounds) + bench_big_ack() + bench_worker()
     print(f"load generator: {'wrk' if shutil.which('wrk') else 'python threads (install wrk for truer numbers)'}")
