@@ -86,6 +86,22 @@ def test_entries_of_a_killed_consumer_are_claimed_again(client, settings, redis,
     assert redis.xpending(ingest.INBOX_KEY, ingest.GROUP)["pending"] == 0
 
 
+def test_a_requeued_drain_takes_back_its_own_entries_at_once(client, settings, redis, tmp_path):
+    """A drain cut short by a restart and requeued (same job id, same consumer) resumes its read-but-unacked
+    entries without the 60 s wait that entries of a vanished consumer need."""
+    post(client, payloads.encode(payloads.delivery("comments", "17841400000000001", "18111", 2)))
+    ingest.ensure_group(redis)
+    redis.xreadgroup(ingest.GROUP, "job-42", {ingest.INBOX_KEY: ">"}, count=10)  # read, then cut short
+    ingest.drain(redis, settings, consumer="job-7")
+    run_worker(settings)
+    assert records(tmp_path) == []  # another job may not take them yet
+    ingest.drain(redis, settings, consumer="job-42")  # the same job, run again
+    run_worker(settings)
+    assert len(records(tmp_path)) == 2
+    assert redis.xpending(ingest.INBOX_KEY, ingest.GROUP)["pending"] == 0
+    assert not redis.xinfo_consumers(ingest.INBOX_KEY, ingest.GROUP)  # both retired
+
+
 def test_crash_after_dedupe_does_not_lose_changes(client, settings, redis, tmp_path, monkeypatch):
     post(client, payloads.encode(payloads.delivery("comments", "17841400000000001", "18111", 3)))
     ingest.ensure_group(redis)

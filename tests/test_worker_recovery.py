@@ -7,6 +7,7 @@ of its due time (the replacement takes over the scheduler).
 """
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -17,7 +18,7 @@ from rq import Queue, Retry
 
 from config.rq import QUEUE, SERIALIZER
 from tests.conftest import TEST_REDIS_URL
-from tests.support.procs import kill_tree
+from tests.support.procs import descendants, kill_tree
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -85,3 +86,69 @@ def test_killed_worker_job_and_scheduler_recover_in_time(redis, tmp_path):
             if proc and proc.poll() is None:
                 kill_tree(proc.pid)
                 proc.wait(10)
+
+
+def test_job_cut_short_by_a_restart_keeps_its_retries_and_goes_first(redis, tmp_path):
+    """SIGTERM to every process (Heroku's restart) during a 30 s job: RQ raises ShutDownImminentException in
+    the job 6 s later. igrelay's worker puts the job back at the front of the queue with its retries untouched
+    and no backoff (RQ's own handling spends a retry and parks it 60 s here); the next worker runs it first."""
+    queue = Queue(QUEUE, connection=redis, serializer=SERIALIZER)
+    first = start_worker(tmp_path, "restarting")
+    second = None
+    try:
+        job = queue.enqueue(
+            "tests.support.jobs.slow", "cut", 30, retry=Retry(max=3, interval=60), job_timeout=60, result_ttl=60
+        )
+        assert wait_for(lambda: redis.llen("cut:started") == 1, 30), "job never started"
+        queue.enqueue("tests.support.jobs.mark", "other", job_timeout=30, result_ttl=60)  # behind it
+        for pid in [first.pid, *descendants(first.pid)]:
+            os.kill(pid, signal.SIGTERM)  # the horse ignores it; the parent sends it SIGRTMIN
+        first.wait(20)
+
+        job.refresh()
+        assert job.get_status() == "queued" and job.retries_left == 3 and job.meta["interruptions"] == 1
+        assert queue.job_ids == [job.id, *queue.job_ids[1:]] and len(queue.job_ids) == 2
+        assert job.id not in queue.scheduled_job_registry.get_job_ids()  # no backoff: igrelay's tick is there
+        assert not queue.failed_job_registry.get_job_ids()
+
+        redis.delete("cut:started")
+        second = start_worker(tmp_path, "next")
+        assert wait_for(lambda: redis.llen("cut:started") == 1, 30), "requeued job never ran"
+        assert redis.llen("other") == 0  # it went first
+    finally:
+        for proc in (first, second):
+            if proc and proc.poll() is None:
+                kill_tree(proc.pid)
+                proc.wait(10)
+
+
+KILL_FRESH_HORSE = """
+import os, signal, sys, time
+from redis import Redis
+from workers.runner import Worker
+worker = Worker(["igrelay"], connection=Redis.from_url(sys.argv[1]))
+child = os.fork()
+if child == 0:  # a horse just forked: still in the worker's process group, no handlers of its own yet
+    time.sleep(30)
+    os._exit(0)
+worker._horse_pid = child
+worker.kill_horse(signal.SIGRTMIN)  # what HerokuWorker sends the horse on SIGTERM
+_, status = os.waitpid(child, 0)
+print("worker alive; horse ended by signal", os.WTERMSIG(status))
+"""
+
+
+def test_a_restart_right_after_a_fork_does_not_kill_the_worker():
+    """RQ sends SIGRTMIN to the horse's process group; a horse forked a moment ago is still in the worker's, so
+    the worker killed itself (SIGRTMIN's default action) and left its job for RQ's abandoned-job cleanup."""
+    done = subprocess.run(
+        [sys.executable, "-c", KILL_FRESH_HORSE, TEST_REDIS_URL],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        start_new_session=True,  # a group of its own: RQ's unfixed killpg would take pytest down with it
+    )
+    assert done.returncode == 0, (done.returncode, done.stderr[-500:])
+    assert done.stdout.strip() == f"worker alive; horse ended by signal {int(signal.SIGRTMIN)}"

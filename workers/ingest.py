@@ -62,6 +62,9 @@ def drain(redis: Redis, settings: Settings, consumer: str, max_seconds: float = 
     redis.delete(PENDING_KEY)
     result = DrainResult()
     deadline = time.monotonic() + max_seconds
+    own = _read_own(redis, consumer)  # left by this very job when a restart cut it short
+    if own:
+        process_batch(redis, settings, own, result)
     while time.monotonic() < deadline:
         entries = _claim_stale(redis, consumer) or _read_new(redis, consumer)
         if not entries:
@@ -80,6 +83,16 @@ def retire_consumers(redis: Redis, consumer: str) -> None:
         name = _text(info["name"])
         if info["pending"] == 0 and (name == consumer or info["idle"] > RETIRE_IDLE_MS):
             redis.xgroup_delconsumer(INBOX_KEY, GROUP, name)
+
+
+def _read_own(redis: Redis, consumer: str) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    """Entries this consumer read and did not acknowledge (id ``0``: its own pending list)."""
+    answer = redis.xreadgroup(GROUP, consumer, {INBOX_KEY: "0"}, count=BATCH)
+    entries = list(answer[0][1]) if answer else []
+    gone = [eid for eid, data in entries if not data]  # deleted since: nothing left to process
+    if gone:
+        redis.xack(INBOX_KEY, GROUP, *gone)
+    return [(eid, data) for eid, data in entries if data]
 
 
 def _claim_stale(redis: Redis, consumer: str) -> list[tuple[bytes, dict[bytes, bytes]]]:

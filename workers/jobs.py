@@ -17,8 +17,10 @@ log = logging.getLogger("igrelay.jobs")
 
 
 def _consumer() -> str:
+    """The inbox consumer of this job: named by the job id alone, so the same job, requeued after a
+    restart cut it short, takes back the entries it had read (``ingest._read_own``)."""
     job = get_current_job()
-    return f"{os.uname().nodename}-{os.getpid()}-{job.id if job else 'inline'}"
+    return f"job-{job.id}" if job else f"{os.uname().nodename}-{os.getpid()}"
 
 
 def drain_inbox() -> dict[str, int]:

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import signal
+from types import FrameType
+from typing import Any
+
+from rq.exceptions import ShutDownImminentException
 from rq.executions import Execution
 from rq.job import Job, JobStatus
+from rq.queue import Queue
 from rq.worker import HerokuWorker
 
 from config.logs import setup_logging
@@ -11,20 +19,105 @@ from config.rq import QUEUES, SERIALIZER, WORKER
 from config.settings import Settings
 from workers import context, ingest, sinks, ticker
 
+log = logging.getLogger("igrelay.worker")
+# A job interrupted by this many restarts in a row goes the ordinary retry way after all.
+MAX_INTERRUPTIONS = 10
+
 
 class Worker(HerokuWorker):
-    """RQ's ``HerokuWorker``, closing a window in which a killed worker loses the job it just took.
+    """RQ's ``HerokuWorker`` with two fixes for dynos that restart and die.
 
-    RQ adds the job to the StartedJobRegistry in the parent, but marks it ``started`` only later, in
-    the forked work horse; its abandoned-job cleanup retries only ``started`` jobs and drops the
-    others' registry entries. A dyno killed between the two (a fork takes milliseconds) lost the job
-    for good: a sink delivery's records or a claimed media's fetch. Marking the job started first
-    makes that kill an ordinary abandoned job, retried. (tests/faults/test_worker_sigkill.py)
+    A killed worker no longer loses the job it just took. RQ adds the job to the StartedJobRegistry
+    in the parent, but marks it ``started`` only later, in the forked work horse; its abandoned-job
+    cleanup retries only ``started`` jobs and drops the others' registry entries. A dyno killed
+    between the two (a fork takes milliseconds) lost the job for good: a sink delivery's records or
+    a claimed media's fetch. Marking the job started first makes that kill an ordinary abandoned
+    job, retried. (tests/faults/test_worker_sigkill.py)
+
+    A job cut short by a restart goes back to the front of the queue as it was, instead of spending
+    one of its retries. On SIGTERM RQ raises ``ShutDownImminentException`` in the running job
+    (or the horse dies of the signal while being forked) and treats that as the job's failure:
+    the retry count drops and the next attempt waits the next, longer interval. A few restarts in a
+    row (a deploy, a dyno cycling) then parked innocent jobs for minutes; a job can't be blamed for
+    the dyno's restart. (tests/faults/test_worker_restart.py)
     """
+
+    _shutting_down = False
+    _interrupted: str | None = None  # id of the job this process saw cut short by the shutdown
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._main_pid = os.getpid()
 
     def prepare_execution(self, job: Job) -> Execution:
         job.set_status(JobStatus.STARTED)
         return super().prepare_execution(job)
+
+    def request_stop(self, signum: int, frame: FrameType | None) -> None:
+        # A horse (or the scheduler) forked a moment ago still has the worker's handlers: a SIGTERM sent to
+        # the whole dyno made it run the worker's shutdown, fail on the scheduler it does not own, and unwind
+        # as if it were the worker. The horse ignores SIGTERM once RQ sets it up; ignore it before, too.
+        if os.getpid() != self._main_pid:
+            return
+        self._shutting_down = True
+        super().request_stop(signum, frame)
+
+    def request_force_stop(self, signum: int, frame: FrameType | None) -> None:
+        if os.getpid() != self._main_pid:
+            return
+        super().request_force_stop(signum, frame)
+
+    def kill_horse(self, sig: signal.Signals = signal.SIGKILL) -> None:
+        """RQ signals the horse's process group. A horse forked a moment ago has not left the worker's group
+        yet, so on a restart the SIGRTMIN meant for it also hit this worker and its scheduler, whose default
+        action for it is to die on the spot: the job was left in the started registry until RQ's abandoned-job
+        cleanup, minutes later. Signal such a horse alone."""
+        try:
+            if self.horse_pid and os.getpgid(self.horse_pid) == os.getpgrp():
+                os.kill(self.horse_pid, sig)
+                return
+        except ProcessLookupError:
+            return
+        super().kill_horse(sig)
+
+    def handle_exception(self, job: Job, *exc_info: Any) -> None:
+        """In the horse: a shutdown's exception is not the job's failure (and not worth a traceback)."""
+        if isinstance(exc_info[1], ShutDownImminentException):
+            self._interrupted = job.id
+            return
+        super().handle_exception(job, *exc_info)
+
+    def handle_work_horse_killed(self, job: Job, retpid: int, ret_val: int, rusage: Any) -> None:
+        """In the parent: a horse that died while the worker was shutting down was cut short too."""
+        if self._shutting_down:
+            self._interrupted = job.id
+        super().handle_work_horse_killed(job, retpid, ret_val, rusage)
+
+    def handle_job_failure(
+        self,
+        job: Job,
+        queue: Queue,
+        started_job_registry: Any = None,
+        exc_string: str = "",
+        execution: Execution | None = None,
+    ) -> None:
+        interruptions = int(job.meta.get("interruptions", 0)) + 1
+        if self._interrupted != job.id or interruptions > MAX_INTERRUPTIONS:
+            super().handle_job_failure(job, queue, started_job_registry, exc_string, execution)
+            return
+        self._interrupted = None
+        job.meta["interruptions"] = interruptions
+        with self.connection.pipeline() as pipe:
+            pipe.multi()  # explicit, as RQ's enqueue into a caller's pipeline expects
+            self.cleanup_execution(job, pipeline=pipe, execution=execution)
+            queue.enqueue_job(job, pipeline=pipe, at_front=True)
+            pipe.execute()
+        log.warning(
+            "job %s (%s) cut short by a worker shutdown; back at the front of the queue, retries untouched",
+            job.id,
+            job.func_name,
+            extra={"job": job.id, "interruptions": interruptions},
+        )
 
 
 def preload(settings: Settings) -> None:

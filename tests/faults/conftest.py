@@ -311,6 +311,22 @@ def stuck(redis: Redis) -> dict[str, int]:
     return out
 
 
+def describe_stuck(redis: Redis) -> list[dict[str, Any]]:
+    """What each job ``stuck`` counts is, for a failure message: function, status, retries, when due, error."""
+    out = []
+    for q in QUEUES:
+        due = {j: s for j, s in redis.zrange(f"rq:scheduled:{q}", 0, -1, withscores=True)}
+        ids = set(due) | set(redis.lrange(f"rq:queue:{q}", 0, -1)) | set(redis.zrange(f"rq:failed:{q}", 0, -1))
+        for job_id in sorted(j for j in ids if not j.startswith(b"tick-")):
+            fields = redis.hmget(b"rq:job:" + job_id, "description", "status", "retries_left", "meta", "exc_info")
+            desc, status, retries, meta, exc = (f.decode(errors="replace") if f else None for f in fields)
+            seen = {"id": job_id.decode(), "job": (desc or "")[:60], "status": status, "retries_left": retries}
+            if job_id in due:
+                seen["due_in_s"] = round(due[job_id] - time.time())
+            out.append({**seen, "meta": (meta or "")[:80], "exc": (exc or "")[-200:]})
+    return out
+
+
 def inbox_state(redis: Redis) -> dict[str, int]:
     """Entries left in the inbox stream and entries read but not acknowledged."""
     if not redis.exists("igrelay:inbox"):
@@ -407,7 +423,7 @@ def stream_with_strikes(
     client = create_app(Settings.from_env({**env, "LOG_LEVEL": "WARNING"})).test_client()
     worker = procs.worker(env)
     done, last, sent = 0, 0.0, []
-    for i in range(3 * deliveries):
+    for i in range(deliveries + 300 * strikes):  # a new worker takes ~1.5 s to start: ~100 deliveries
         if i >= deliveries and done >= strikes:
             break
         body, ids = comment_delivery(changes_each)
