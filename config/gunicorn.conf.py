@@ -21,3 +21,12 @@ keepalive = 5
 accesslog = None
 max_requests = 10000
 max_requests_jitter = 1000
+
+
+def post_worker_init(worker) -> None:  # type: ignore[no-untyped-def]  # gunicorn's hook signature
+    """Move the loaded app's objects out of the garbage collector's sight: a full collection then
+    walks only what requests allocate (a 1000-change delivery parses into ~10k objects), not the
+    whole of Flask, redis-py and RQ, which made every few-dozenth big delivery ~30 ms slower."""
+    import gc
+
+    gc.freeze()
