@@ -144,3 +144,12 @@ def test_app_refuses_to_start_without_secret(tmp_path):
 
     with pytest.raises(ConfigError, match="META_APP_SECRET"):
         create_app(Settings.from_env({"META_VERIFY_TOKEN": "x"}), redis=Redis())
+
+
+def test_body_shorter_than_its_content_length_is_400(client, redis):
+    answer = client.post(
+        "/webhook",
+        headers={"X-Hub-Signature-256": sign(SAMPLE, SECRET)},
+        environ_overrides={"wsgi.input": io.BytesIO(SAMPLE[:100]), "CONTENT_LENGTH": str(len(SAMPLE))},
+    )
+    assert answer.status_code == 400 and redis.xlen("igrelay:inbox") == 0
