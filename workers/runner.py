@@ -25,7 +25,7 @@ MAX_INTERRUPTIONS = 10
 
 
 class Worker(HerokuWorker):
-    """RQ's ``HerokuWorker`` with two fixes for dynos that restart and die.
+    """RQ's ``HerokuWorker`` with fixes for dynos that restart and die (each method says its own).
 
     A killed worker no longer loses the job it just took. RQ adds the job to the StartedJobRegistry
     in the parent, but marks it ``started`` only later, in the forked work horse; its abandoned-job
