@@ -109,6 +109,7 @@ def test_job_cut_short_by_a_restart_keeps_its_retries_and_goes_first(redis, tmp_
         assert job.get_status() == "queued" and job.retries_left == 3 and job.meta["interruptions"] == 1
         assert queue.job_ids == [job.id, *queue.job_ids[1:]] and len(queue.job_ids) == 2
         assert job.id not in queue.scheduled_job_registry.get_job_ids()  # no backoff: igrelay's tick is there
+        assert job.id.encode() not in redis.lrange(queue.intermediate_queue_key, 0, -1)
         assert not queue.failed_job_registry.get_job_ids()
 
         redis.delete("cut:started")
@@ -152,3 +153,27 @@ def test_a_restart_right_after_a_fork_does_not_kill_the_worker():
     )
     assert done.returncode == 0, (done.returncode, done.stderr[-500:])
     assert done.stdout.strip() == f"worker alive; horse ended by signal {int(signal.SIGRTMIN)}"
+
+
+def test_a_horse_killed_during_shutdown_leaves_its_job_first_in_the_queue_and_nowhere_else(redis):
+    """The parent's side of a restart: the horse died of the signal before it took the job out of RQ's
+    intermediate queue. The job goes back to the front of the queue, retries untouched, and leaves neither
+    the intermediate queue (RQ's maintenance would "fail" it again after it ran) nor the started registry."""
+    from workers.runner import Worker
+
+    queue = Queue(QUEUE, connection=redis, serializer=SERIALIZER)
+    job = queue.enqueue("tests.support.jobs.mark", "x", retry=Retry(max=3, interval=60), result_ttl=60)
+    queue.enqueue("tests.support.jobs.mark", "y", result_ttl=60)
+    worker = Worker([queue], connection=redis, serializer=SERIALIZER)
+    taken, _ = Queue.dequeue_any([queue], None, connection=redis, serializer=SERIALIZER)
+    assert taken.id == job.id and redis.lrange(queue.intermediate_queue_key, 0, -1) == [job.id.encode()]
+    execution = worker.prepare_execution(taken)
+
+    worker._shutting_down = True  # as request_stop sets it on SIGTERM
+    worker.handle_work_horse_killed(taken, 4242, signal.SIGRTMIN, None)
+    worker.handle_job_failure(taken, queue=queue, exc_string="Work-horse terminated unexpectedly", execution=execution)
+
+    job.refresh()
+    assert queue.job_ids[0] == job.id and job.get_status() == "queued" and job.retries_left == 3
+    assert redis.llen(queue.intermediate_queue_key) == 0 and queue.started_job_registry.count == 0
+    assert job.meta["interruptions"] == 1 and not queue.scheduled_job_registry.get_job_ids()

@@ -110,6 +110,9 @@ class Worker(HerokuWorker):
         with self.connection.pipeline() as pipe:
             pipe.multi()  # explicit, as RQ's enqueue into a caller's pipeline expects
             self.cleanup_execution(job, pipeline=pipe, execution=execution)
+            # A horse that died before taking the job out of RQ's intermediate queue left it there; RQ's
+            # maintenance would "fail" it again a minute later, after it has run.
+            pipe.lrem(queue.intermediate_queue_key, 0, job.id)
             queue.enqueue_job(job, pipeline=pipe, at_front=True)
             pipe.execute()
         log.warning(
