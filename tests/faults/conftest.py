@@ -32,7 +32,7 @@ from redis import Redis
 from config.rq import QUEUES
 from igrelay import payloads
 from tests.conftest import SECRET, TEST_REDIS_URL, VERIFY_TOKEN
-from tests.support.procs import descendants
+from tests.support.procs import descendants, signal_all
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -91,15 +91,6 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _signal(pids: list[int], sig: int) -> None:
-    for pid in pids:
-        for kill in (os.killpg, os.kill):
-            try:
-                kill(pid, sig)
-            except (ProcessLookupError, PermissionError):
-                pass
-
-
 class Proc:
     """A process started in its own session, its stdout+stderr in ``log``.
 
@@ -127,30 +118,30 @@ class Proc:
 
     def signal_group(self, sig: int) -> None:
         """Send ``sig`` to the process group only (e.g. SIGSTOP/SIGCONT to a redis-server)."""
-        _signal([self.pid], sig)
+        signal_all([self.pid], sig)
 
     def freeze(self) -> None:
         """SIGSTOP every process of it (to look at its state in Redis without it moving on)."""
-        _signal([self.pid], signal.SIGSTOP)
-        _signal(self.tree(), signal.SIGSTOP)
+        signal_all([self.pid], signal.SIGSTOP)
+        signal_all(self.tree(), signal.SIGSTOP)
 
     def thaw(self) -> None:
-        _signal(self.tree(), signal.SIGCONT)
+        signal_all(self.tree(), signal.SIGCONT)
 
     def kill(self) -> None:
         """SIGKILL every process of it at once, as a PaaS kills a dyno: stopped first so it cannot fork."""
-        _signal([self.pid], signal.SIGSTOP)
-        _signal(self.tree(), signal.SIGKILL)
+        signal_all([self.pid], signal.SIGSTOP)
+        signal_all(self.tree(), signal.SIGKILL)
         self.popen.wait(timeout=10)
         wait_until(lambda: not any(_alive(pid) for pid in self.seen), 10, 0.02)
 
     def restart_heroku_style(self, grace: float = 30.0) -> float:
         """SIGTERM to every process of it, SIGKILL to survivors after ``grace``; seconds until all were gone."""
         start = time.monotonic()
-        _signal(self.tree(), signal.SIGTERM)
-        _signal(self.tree(), signal.SIGCONT)  # in case it was frozen: it now handles the SIGTERM where it stood
+        signal_all(self.tree(), signal.SIGTERM)
+        signal_all(self.tree(), signal.SIGCONT)  # in case it was frozen: it now handles the SIGTERM where it stood
         if wait_until(lambda: not self.alive(), grace, 0.05) is None:
-            _signal(self.tree(), signal.SIGKILL)
+            signal_all(self.tree(), signal.SIGKILL)
         self.popen.wait(timeout=10)
         return time.monotonic() - start
 
@@ -309,6 +300,17 @@ def stuck(redis: Redis) -> dict[str, int]:
         if scheduled:
             out[f"rq:scheduled:{q}"] = len(scheduled)
     return out
+
+
+def wait_settled(redis: Redis, db: Path, sent: list[str], bound: float) -> tuple[float | None, dict[str, int]]:
+    """Wait (``bound`` s at most) until every change sent has its row in the SQLite sink ``db`` and RQ's
+    registries and the inbox's pending list are empty; (seconds it took or ``None``, rows per change id)."""
+
+    def settled() -> bool:
+        return set(comment_rows(db)) >= set(sent) and not stuck(redis) and inbox_state(redis)["pending"] == 0
+
+    took = wait_until(settled, bound + 5, 1.0)
+    return took, comment_rows(db)
 
 
 def describe_stuck(redis: Redis) -> list[dict[str, Any]]:

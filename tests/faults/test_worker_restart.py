@@ -8,12 +8,11 @@ import time
 from tests.faults.conftest import (
     Proc,
     base_env,
-    comment_rows,
     describe_stuck,
     inbox_state,
     stream_with_strikes,
     stuck,
-    wait_until,
+    wait_settled,
 )
 
 DELIVERIES = 1000
@@ -45,14 +44,8 @@ def test_heroku_style_restarts_lose_and_duplicate_nothing(procs, redis, tmp_path
     )
     for stopper in stoppers:
         stopper.join(35)
-    db = tmp_path / "records.sqlite3"
-
-    def settled() -> bool:
-        return set(comment_rows(db)) >= set(sent) and not stuck(redis) and inbox_state(redis)["pending"] == 0
-
-    took = wait_until(settled, SETTLE_BOUND + 5, 1.0)
+    took, rows = wait_settled(redis, tmp_path / "records.sqlite3", sent, SETTLE_BOUND)
     since = time.monotonic() - last_restart
-    rows = comment_rows(db)
     lost = set(sent) - set(rows)
     print(f"{len(exits)} restarts, exits {[round(e, 1) for e in exits]} s; settled {since:.0f} s after the last")
     assert not lost, f"{len(lost)} of {len(sent)} changes lost; stuck={stuck(redis)} inbox={inbox_state(redis)}"

@@ -11,12 +11,11 @@ from config.rq import QUEUE, SERIALIZER, presets
 from tests.faults.conftest import (
     Proc,
     base_env,
-    comment_rows,
     inbox_state,
     orphaned_jobs,
     stream_with_strikes,
     stuck,
-    wait_until,
+    wait_settled,
 )
 from workers.runner import build_worker
 
@@ -38,14 +37,8 @@ def test_sigkilled_worker_loses_and_duplicates_nothing(procs, redis, tmp_path):
     sent, last_kill, kills = stream_with_strikes(
         procs, redis, base_env(tmp_path), Proc.kill, KILLS, DELIVERIES, CHANGES_EACH, FIRST_KILL
     )
-    db = tmp_path / "records.sqlite3"
-
-    def settled() -> bool:
-        return set(comment_rows(db)) >= set(sent) and not stuck(redis) and inbox_state(redis)["pending"] == 0
-
-    took = wait_until(settled, SETTLE_BOUND + 5, 1.0)
+    took, rows = wait_settled(redis, tmp_path / "records.sqlite3", sent, SETTLE_BOUND)
     since_kill = time.monotonic() - last_kill
-    rows = comment_rows(db)
     lost = set(sent) - set(rows)
     print(f"{kills} kills mid-job; settled {since_kill:.0f} s after the last kill")
     assert kills == KILLS

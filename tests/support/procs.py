@@ -23,12 +23,16 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
-def kill_tree(pid: int, sig: int = signal.SIGKILL) -> None:
-    """``sig`` to ``pid``, its process group and every descendant: the whole dyno at once."""
-    targets = [pid, *descendants(pid)]
-    for target in targets:
+def signal_all(pids: list[int], sig: int) -> None:
+    """``sig`` to each of ``pids`` and to the process group it leads, ignoring those already gone."""
+    for target in pids:
         for kill in (os.killpg, os.kill):
             try:
                 kill(target, sig)
             except (ProcessLookupError, PermissionError):
                 pass
+
+
+def kill_tree(pid: int, sig: int = signal.SIGKILL) -> None:
+    """``sig`` to ``pid``, its process group and every descendant: the whole dyno at once."""
+    signal_all([pid, *descendants(pid)], sig)
