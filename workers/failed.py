@@ -21,13 +21,15 @@ from config.rq import QUEUES, SERIALIZER, presets
 from config.settings import Settings
 from workers import sinks
 from workers.delivery import DELIVER_JOB, job_options
+from workers.fetch import FETCH_JOB
 from workers.sinks import ledger
+from workers.ticker import TICK_JOB
 
 PRESET_BY_JOB = {
-    "workers.jobs.drain_inbox": "ingest",
-    "workers.jobs.fetch_batch": "fetch",
-    "workers.jobs.deliver": "deliver",
-    "workers.jobs.tick": "tick",
+    "workers.jobs.drain_inbox": "ingest",  # webhook.store.DRAIN_JOB: the web enqueues it, workers don't import webhook
+    FETCH_JOB: "fetch",
+    DELIVER_JOB: "deliver",
+    TICK_JOB: "tick",
 }
 
 

@@ -44,9 +44,9 @@ def _active(redis: Redis, settings: Settings) -> list[str]:
     ]
 
 
-def _enqueue_each(ctx: Any, task: str, ttl: int, job: str, queue: str, preset: str) -> int:
+def _enqueue_each(ctx: Any, task: str, ttl: int, job: str, preset: str) -> int:
     """Enqueue ``job(account)`` for every active account whose ``task`` lock is free."""
-    q = Queue(queue, connection=ctx.redis, serializer=SERIALIZER)
+    q = Queue(QUEUE, connection=ctx.redis, serializer=SERIALIZER)
     n = 0
     for account in _active(ctx.redis, ctx.settings):
         if ctx.redis.set(f"igrelay:lock:{task}:{account}", b"1", nx=True, ex=ttl):
@@ -59,20 +59,20 @@ def poll_due(ctx: Any) -> int:
     """Tick task: poll each account every ``IGRELAY_POLL_INTERVAL`` (0 turns polling off)."""
     if not ctx.settings.poll_interval:
         return 0
-    return _enqueue_each(ctx, "poll", ctx.settings.poll_interval, "workers.jobs.poll_account", QUEUE, "fetch")
+    return _enqueue_each(ctx, "poll", ctx.settings.poll_interval, "workers.jobs.poll_account", "fetch")
 
 
 def account_insights_due(ctx: Any) -> int:
     """Tick task: yesterday's account insights, once a day per account."""
     day = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
-    return _enqueue_each(ctx, f"account_insights:{day}", 2 * 86400, "workers.jobs.account_insights", QUEUE, "periodic")
+    return _enqueue_each(ctx, f"account_insights:{day}", 2 * 86400, "workers.jobs.account_insights", "periodic")
 
 
 def token_refresh_due(ctx: Any) -> int:
     """Tick task: look at each Instagram Login token every 6 h (it is refreshed once 24 h old)."""
     if not ctx.settings.is_instagram_login:
         return 0
-    return _enqueue_each(ctx, "token_refresh", 6 * 3600, "workers.jobs.refresh_token", QUEUE, "periodic")
+    return _enqueue_each(ctx, "token_refresh", 6 * 3600, "workers.jobs.refresh_token", "periodic")
 
 
 def poll_account(redis: Redis, settings: Settings, account: str, now: float | None = None) -> int:
