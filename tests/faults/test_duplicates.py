@@ -11,7 +11,7 @@ import requests
 
 from config import stats
 from igrelay import payloads
-from tests.faults.conftest import ACCOUNT, base_env, comment_rows, inbox_state, signature, stuck, wait_until
+from tests.faults.conftest import ACCOUNT, base_env, comment_rows, inbox_state, signature, stuck, wait_settled
 
 CHANGES = 300
 SENDERS = 8  # threads, each sending every change once in its own batches; senders 0 and 1 send identical bodies
@@ -55,11 +55,9 @@ def test_rebatched_concurrent_duplicates_are_processed_once(procs, redis, tmp_pa
         statuses = [s for result in pool.map(send, range(SENDERS)) for s in result]
     assert set(statuses) == {200}
     db = tmp_path / "records.sqlite3"
-
-    def settled() -> bool:
-        return set(comment_rows(db)) >= sent and not stuck(redis) and inbox_state(redis) == {"length": 0, "pending": 0}
-
-    assert wait_until(settled, 60, 0.5) is not None, (stuck(redis), inbox_state(redis))
+    took, _rows = wait_settled(redis, db, sorted(sent), 60)
+    assert took is not None, (stuck(redis), inbox_state(redis))
+    assert inbox_state(redis) == {"length": 0, "pending": 0}
     time.sleep(1)  # anything still on its way would show now
     rows = comment_rows(db)
     assert set(rows) == sent and set(rows.values()) == {1}
