@@ -13,10 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from config.settings import ConfigError, Settings
-
-
-class CommandError(Exception):
-    """A command cannot do what it was asked; the text is shown as is."""
+from igrelay.commands.common import CommandError
 
 
 def cmd_web(args: argparse.Namespace, settings: Settings) -> int:

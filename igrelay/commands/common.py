@@ -11,8 +11,11 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from config.settings import Settings, redact_url
-from igrelay.cli import CommandError
 from workers.graph import AuthError, GraphError, TerminalError, ThrottledError, TransientError
+
+
+class CommandError(Exception):
+    """A command cannot do what it was asked; the text is shown as is."""
 
 
 def connect(settings: Settings, timeout: float = 3.0) -> Redis:

@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 
 import config
 from config.settings import Settings, redact_url
-from igrelay.cli import CommandError
+from igrelay.commands.common import CommandError
 from igrelay.commands.simulate import DEMO_ACCOUNT, DEMO_MEDIA
 from igrelay.dev import Stopped, Supervisor, free_port, port_free, stop_event, supervise, wait_for
 

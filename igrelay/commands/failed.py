@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 
 from config.settings import Settings
-from igrelay.cli import CommandError
-from igrelay.commands.common import Progress, connect, print_json, table
+from igrelay.commands.common import CommandError, Progress, connect, print_json, table
 
 PASSES = 20  # replaying N jobs takes at most this many passes over the failed-job registries
 

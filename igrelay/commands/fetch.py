@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 
 from config.settings import Settings
-from igrelay.cli import CommandError
-from igrelay.commands.common import explain, optional_redis, print_json
+from igrelay.commands.common import CommandError, explain, optional_redis, print_json
 from workers.graph import AuthError, GraphError, TerminalError
 
 

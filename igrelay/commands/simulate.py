@@ -11,7 +11,7 @@ import requests
 
 from config.settings import Settings
 from igrelay import payloads
-from igrelay.cli import CommandError
+from igrelay.commands.common import CommandError
 
 DEMO_ACCOUNT = "17841400000000001"
 DEMO_MEDIA = "18000000000000001"  # the first demo account's feed image in the sandbox (igrelay dev)

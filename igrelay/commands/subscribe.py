@@ -6,8 +6,7 @@ import argparse
 
 from config.logs import register_secrets, settings_secrets
 from config.settings import Settings
-from igrelay.cli import CommandError
-from igrelay.commands.common import explain, optional_redis, table
+from igrelay.commands.common import CommandError, explain, optional_redis, table
 from workers import subscriptions
 from workers.graph import GraphError
 from workers.graph_client import GraphClient, new_session, timeout_for

@@ -1,0 +1,126 @@
+"""What the web and worker processes share by name: every Redis key igrelay owns and every job path.
+
+``webhook`` and ``workers`` never import each other; they meet in Redis. Every ``igrelay:*`` key
+(or the function that builds it) and every dotted job path is defined here and nowhere else, the way
+RQ keeps its own key names in ``rq/keys.py``. A new key or job goes here first; Lua scripts take
+these names as ``KEYS``/``ARGV``, never as literals. RQ's own keys start with ``rq:``.
+"""
+
+from __future__ import annotations
+
+PREFIX = "igrelay:"
+
+# --- the inbox: the web writes verified deliveries, ``drain_inbox`` reads them ---
+INBOX = PREFIX + "inbox"  # stream; fields b = body bytes, t = received at
+INBOX_GROUP = "ingest"  # the stream's consumer group
+INBOX_PENDING = PREFIX + "inbox:pending"  # string, EX: "a drain job is already on its way"
+
+# --- counters behind /metrics ---
+STATS = PREFIX + "stats"  # hash
+
+# --- fetch scheduling ---
+FETCH_DUE = PREFIX + "fetch:due"  # zset: member ACCOUNT:MEDIA, score = when to fetch
+FETCH_TRIGGER = PREFIX + "fetch:trigger"  # hash: member -> trigger of the pending fetch
+FETCH_RUNNING_PREFIX = PREFIX + "fetch:running:"  # + ACCOUNT:MEDIA, string with a short TTL
+TICK_ALIVE = PREFIX + "tick:alive"  # string, EX: a recent tick scheduled the next one
+
+
+def media_member(account: str, media_id: str) -> str:
+    """How a media is named inside the fetch schedule and its per-media keys."""
+    return f"{account}:{media_id}"
+
+
+def media(account: str, media_id: str) -> str:
+    """Hash of a media's fetch state."""
+    return PREFIX + "media:" + media_member(account, media_id)
+
+
+def fetch_running(account: str, media_id: str) -> str:
+    """Set while a fetch of the media is in flight."""
+    return FETCH_RUNNING_PREFIX + media_member(account, media_id)
+
+
+def seen(digest: str) -> str:
+    """Per-change dedupe mark; value = the stream entry id that claimed it."""
+    return PREFIX + "seen:" + digest
+
+
+# --- per account ---
+def account_key(account: str, what: str) -> str:
+    """``igrelay:account:ID:WHAT``; the ``what`` names follow."""
+    return f"{PREFIX}account:{account}:{what}"
+
+
+PAUSED_UNTIL = "paused_until"  # string, TTL: Meta throttled the account until this epoch second
+NEEDS_REAUTH = "needs_reauth"  # string: fingerprint of the token Meta refused
+KNOWN_MEDIA = "media"  # zset of discovered media ids
+LAST_DELIVERY = "last_delivery"  # string: last time a delivery named the account
+
+
+def paused_until(account: str) -> str:
+    return account_key(account, PAUSED_UNTIL)
+
+
+def needs_reauth(account: str) -> str:
+    return account_key(account, NEEDS_REAUTH)
+
+
+def known_media(account: str) -> str:
+    return account_key(account, KNOWN_MEDIA)
+
+
+def last_delivery(account: str) -> str:
+    return account_key(account, LAST_DELIVERY)
+
+
+def token(account: str) -> str:
+    """Hash of a token igrelay refreshed (or was given through the login flow) for the account."""
+    return PREFIX + "token:" + account
+
+
+def watchdog(account: str) -> str:
+    """Hash of the account's subscription problems and since when."""
+    return PREFIX + "watchdog:" + account
+
+
+def lock(task: str, subject: str) -> str:
+    """A "done recently" mark so that many workers run a periodic task once per subject."""
+    return f"{PREFIX}lock:{task}:{subject}"
+
+
+def withdrawn_metrics(version: str, kind: str) -> str:
+    """Set of metrics Meta refused for that Graph version and media kind."""
+    return f"{PREFIX}metrics:withdrawn:{version}:{kind}"
+
+
+# --- sinks ---
+def sent(sink: str, record_id: str) -> str:
+    """A record delivered to (or claimed for) a sink that has no keys of its own."""
+    return f"{PREFIX}sent:{sink}:{record_id}"
+
+
+def sink_disabled(sink: str) -> str:
+    """Epoch seconds at which the sink answered 410 Gone."""
+    return PREFIX + "sink:disabled:" + sink
+
+
+def stream_ids(stream: str) -> str:
+    """Zset of record ids already added to a Redis stream sink (kept in the target Redis)."""
+    return PREFIX + "stream-ids:" + stream
+
+
+# --- jobs: the dotted paths RQ imports; the worker runs these and nothing else ---
+class Jobs:
+    """Every RQ entry point igrelay enqueues, by dotted path."""
+
+    DRAIN_INBOX = "workers.jobs.drain_inbox"  # enqueued by the web
+    DELIVER = "workers.jobs.deliver"
+    TICK = "workers.jobs.tick"
+    FETCH_BATCH = "workers.jobs.fetch_batch"
+    POLL_ACCOUNT = "workers.jobs.poll_account"
+    ACCOUNT_INSIGHTS = "workers.jobs.account_insights"
+    REFRESH_TOKEN = "workers.jobs.refresh_token"
+    WATCHDOG = "workers.jobs.watchdog"
+
+
+JOB_PATHS = frozenset(v for k, v in vars(Jobs).items() if k.isupper())
