@@ -24,7 +24,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from config.settings import Settings  # noqa: E402
 from workers import records as R  # noqa: E402
-from workers.sinks import load, tables  # noqa: E402
+from workers.sinks import _tables as tables  # noqa: E402
+from workers.sinks import load  # noqa: E402
 
 BATCH = 500
 PG_URL = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")

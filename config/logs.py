@@ -27,7 +27,7 @@ _secrets: list[str] = []
 
 
 def register_secrets(values: Iterable[str | None]) -> None:
-    """Add exact strings that must never be printed (tokens, app secrets, sink URLs)."""
+    """Add exact strings that must never be printed (tokens, app secrets, sinks' secrets)."""
     for value in values:
         if value and len(value) >= 6 and value not in _secrets:
             _secrets.append(value)
@@ -35,10 +35,10 @@ def register_secrets(values: Iterable[str | None]) -> None:
 
 
 def settings_secrets(settings: Settings) -> list[str]:
-    """Every secret value a ``Settings`` holds."""
+    """Every secret value a ``Settings`` holds, but sink URLs: each sink names its own secrets
+    (``workers.sinks.secrets``), taught here whenever the sinks are configured or loaded."""
     values = [*settings.app_secrets, settings.verify_token, settings.access_token, settings.sink_secret]
     values += list(settings.access_tokens.values())
-    values += [url for url in settings.sinks if not url.startswith(("stdout:", "file:", "sqlite:"))]
     return [v for v in values if v]
 
 

@@ -91,19 +91,23 @@ def _read_toml(name: str, path: str) -> dict[str, Any]:
         raise ConfigError(f"{name}: {path!r} is not valid TOML ({exc})") from None
 
 
-def redact_url(url: str) -> str:
-    """The URL with any password or path secret replaced, for logs and ``check`` output."""
+def redact_url(url: str, path_chars: int | None = 12) -> str:
+    """``url`` safe to print: no password, no query, the path cut after ``path_chars`` (``None``: whole).
+
+    Sink URLs are shown by their sinks (``workers.sinks.redact``); this is for REDIS_URL and GRAPH_API_URL.
+    """
     parts = urlsplit(url)
     netloc = parts.hostname or ""
-    if parts.port:
-        netloc += f":{parts.port}"
+    try:
+        netloc += f":{parts.port}" if parts.port else ""
+    except ValueError:  # a port that is not a number is shown as nothing rather than raising
+        pass
     if parts.username:
         netloc = f"{parts.username}:***@{netloc}" if parts.password else f"{parts.username}@{netloc}"
     path = parts.path
-    if parts.scheme in ("slack", "http", "https") and len(path) > 12:
-        path = path[:12] + "…"
-    query = f"?{parts.query}" if parts.query and parts.scheme == "redis" else ""
-    return f"{parts.scheme}://{netloc}{path}{query}" if netloc or path else f"{parts.scheme}:"
+    if path_chars is not None and len(path) > path_chars:
+        path = path[:path_chars] + "…"
+    return f"{parts.scheme}://{netloc}{path}" if netloc or path else f"{parts.scheme}:"
 
 
 @dataclass(frozen=True)

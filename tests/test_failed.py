@@ -8,7 +8,7 @@ from rq import Queue, Retry
 from config.rq import QUEUE, SERIALIZER
 from workers import delivery, failed
 from workers import records as R
-from workers.sinks import ledger
+from workers.sinks import _ledger as ledger
 
 CALLS: list[int] = []
 

@@ -13,7 +13,8 @@ import pytest
 from conftest import make_settings
 
 from workers import records as R
-from workers.sinks import SinkError, load, netguard
+from workers.sinks import SinkError, load
+from workers.sinks import _netguard as netguard
 
 PUBLIC = "93.184.216.34"
 

@@ -74,7 +74,7 @@ def test_due_checks_each_account_once_per_interval(graph_settings, graph_sandbox
 
 
 def test_check_shows_the_watchdog_verdict(graph_settings, graph_sandbox, redis) -> None:  # type: ignore[no-untyped-def]
-    from igrelay import check
+    from igrelay.commands import check
 
     account = graph_sandbox.accounts[0]
     watchdog.watch(redis, graph_settings, account)

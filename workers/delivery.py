@@ -6,7 +6,7 @@ its sink by ``Sink.name``, never by URL (URLs can hold passwords and Slack hook 
 
 ``deliver`` maps the sink exceptions to retry policy, in this one place:
 
-- success: non-idempotent sinks get per-record marks (``workers.sinks.ledger``) so no retry,
+- success: non-idempotent sinks get per-record marks (``workers.sinks._ledger``) so no retry,
   replay or duplicate job sends a record twice; at-most-once sinks (Slack) claim before sending;
 - ``SinkError``: records that got through are marked; the job is retried on its schedule
   (exponential with jitter over ``retry_span``, default 1 day), or, when the sink said
@@ -33,7 +33,8 @@ from config import stats
 from config.rq import QUEUE, SERIALIZER, presets
 from config.settings import ConfigError, Settings, parse_duration
 from workers import sinks
-from workers.sinks import PermanentSinkError, Record, Sink, SinkError, SinkGone, ledger
+from workers.sinks import PermanentSinkError, Record, Sink, SinkError, SinkGone
+from workers.sinks import _ledger as ledger
 
 DELIVER_JOB = "workers.jobs.deliver"
 BATCH = 500

@@ -22,7 +22,7 @@ from config.settings import Settings
 from workers import sinks
 from workers.delivery import DELIVER_JOB, job_options
 from workers.fetch import FETCH_JOB
-from workers.sinks import ledger
+from workers.sinks import _ledger as ledger
 from workers.ticker import TICK_JOB
 
 PRESET_BY_JOB = {

@@ -1,22 +1,41 @@
-"""``igrelay check``: configuration, Redis, workers, tokens, sinks and webhooks, as OK / problem lines."""
+"""``igrelay check``: configuration, Redis, workers, tokens, sinks and webhooks, as OK / WARN / PROBLEM lines.
+
+Each check returns ``Row``s: ``ok``, ``warn`` (worth knowing, not failing) or ``problem`` (with
+``fix``, what to do). Sinks are probed by their own ``probe``. Texts never hold a secret: URLs go
+through ``redact_url`` (sink URLs through their sink's ``redact``), tokens never appear.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from redis import Redis
+from redis.exceptions import RedisError
 
 from config.logs import redact, register_secrets, settings_secrets
 from config.settings import ConfigError, Settings, redact_url
-from igrelay import check
-from igrelay.check import Row
+from igrelay.commands.common import explain_parts, who
+from workers import media_state, subscriptions, ticker, watchdog
+from workers.graph import GraphError
+from workers.graph_client import TOKEN_PREFIX, GraphClient, fingerprint, new_session, timeout_for
 
 MARKS = {"ok": "OK", "warn": "WARN", "problem": "PROBLEM"}
-HTTP_SCHEMES = {"http", "https", "slack"}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the report."""
+
+    status: str  # "ok" | "warn" | "problem"
+    area: str
+    text: str
+    fix: str = ""
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -35,15 +54,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     """Run every check, print the report, exit 1 on a problem."""
     register_secrets(settings_secrets(settings))
-    rows = check.config_rows(settings)
-    redis_rows, redis = check.redis_rows(settings)
-    rows += redis_rows
+    rows = config_rows(settings)
+    found, redis = redis_rows(settings)
+    rows += found
     if redis is not None:
-        rows += check.worker_rows(redis)
-    rows += check.token_rows(settings, redis)
+        rows += worker_rows(redis)
+    rows += token_rows(settings, redis)
     rows += sink_rows(settings, redis)
     if redis is not None:
-        rows += check.watchdog_rows(settings, redis)
+        rows += watchdog_rows(settings, redis)
         redis.close()
     render(rows)
     return 1 if any(r.status == "problem" for r in rows) else 0
@@ -62,72 +81,142 @@ def render(rows: list[Row]) -> None:
     sys.stdout.flush()
 
 
-def sink_rows(settings: Settings, redis: Redis | None) -> list[Row]:
-    """Each configured sink: it loads, it is not disabled, it can be reached."""
-    from workers import sinks
+def day(epoch: Any) -> str:
+    """``2026-11-27 10:00 UTC`` from epoch seconds."""
+    return datetime.fromtimestamp(float(epoch), UTC).strftime("%Y-%m-%d %H:%M UTC")
 
+
+def config_rows(settings: Settings) -> list[Row]:
+    """What ``web`` needs, and which Graph host the tokens are for."""
     rows = []
-    for name, (url, options) in sinks.configured(settings).items():
-        label = f"{name} ({_label(url)})"
-        problem = _probe(url, options, settings)
-        if problem:
-            rows.append(Row("problem", "sink", f"{label}: {problem[0]}", problem[1]))
-        elif redis is not None and _disabled(redis, name):
-            fix = f"fix the destination, then `igrelay failed replay --sink {name}`"
-            rows.append(Row("problem", "sink", f"{label}: disabled after it answered 410 Gone", fix))
-        else:
-            rows.append(Row("ok", "sink", f"{label} reachable"))
+    try:
+        settings.require_web()
+        rows.append(Row("ok", "config", f"META_APP_SECRET ({len(settings.app_secrets)}) and META_VERIFY_TOKEN set"))
+    except ConfigError as exc:
+        rows.append(Row("problem", "config", str(exc), "set it in the environment (or .env); `igrelay web` needs it"))
+    login = "Instagram Login" if settings.is_instagram_login else "Facebook Login"
+    host = f"{redact_url(settings.graph_api_url)} {settings.graph_api_version} ({login})"
+    rows.append(Row("ok", "config", f"Graph API {host}"))
     return rows
 
 
-def _label(url: str) -> str:
-    """A URL safe to print: HTTP sinks keep only scheme, host and port (their paths can be secrets)."""
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in HTTP_SCHEMES:
-        return redact_url(url)
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{parts.hostname}{port}" + ("/…" if parts.path.strip("/") else "")
-
-
-def _disabled(redis: Redis, name: str) -> bool:
-    from workers.sinks import ledger
-
-    return ledger.is_disabled(redis, name)
-
-
-def _probe(url: str, options: Mapping[str, Any], settings: Settings) -> tuple[str, str] | None:
-    """(problem, fix) when the sink cannot be built or reached; None when it can."""
-    from workers import sinks
-
+def redis_rows(settings: Settings) -> tuple[list[Row], Redis | None]:
+    """Does Redis answer, and will it keep igrelay's keys (``noeviction``)?"""
+    where = redact_url(settings.redis_url)
+    client = Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=5, **settings.redis_options())
     try:
-        sink = sinks.load(url, options, settings)
-    except (ConfigError, ValueError) as exc:
-        text = redact(str(exc)) if isinstance(exc, ConfigError) else type(exc).__name__
-        return f"invalid ({text})", "fix the URL in IGRELAY_SINKS (or its [sinks] table)"
+        client.ping()
+    except RedisError as exc:
+        client.close()
+        text = f"{where} does not answer ({type(exc).__name__})"
+        return [Row("problem", "redis", text, "start Redis or fix REDIS_URL")], None
+    rows = [Row("ok", "redis", f"{where} answers")]
     try:
-        return _reach(sink, url, settings, options)
-    finally:
-        sink.close()
+        policy = str(client.config_get("maxmemory-policy").get("maxmemory-policy", "?"))
+    except RedisError:  # managed Redis often forbids CONFIG
+        policy = "unknown (CONFIG GET refused)"
+    if policy == "noeviction":
+        rows.append(Row("ok", "redis", "maxmemory-policy noeviction"))
+    else:
+        fix = "set maxmemory-policy noeviction (in your Redis plan's settings): evicting keys loses queued work"
+        rows.append(Row("warn", "redis", f"maxmemory-policy {policy}", fix))
+    return rows, client
 
 
-def _reach(sink: Any, url: str, settings: Settings, options: Mapping[str, Any]) -> tuple[str, str] | None:
-    """Send nothing: SQL, file and stream sinks connect (and create their tables); HTTP sinks pass the SSRF guard."""
-    from workers.sinks import SinkError, netguard
+def worker_rows(redis: Redis) -> list[Row]:
+    """Is a worker ticking, and are there dead letters?"""
+    rows = []
+    if redis.exists(ticker.ALIVE_KEY):
+        rows.append(Row("ok", "worker", "a worker with the scheduler is running"))
+    else:
+        rows.append(Row("warn", "worker", "no worker has ticked in the last 30 s", "start `igrelay worker`"))
+    from workers.failed import list_failed
 
-    parts = urlsplit(url)
+    dead = len(list_failed(redis))
+    if dead:
+        fix = "see `igrelay failed list`, then `igrelay failed replay`"
+        rows.append(Row("warn", "worker", f"{dead} dead letters", fix))
+    return rows
+
+
+def token_rows(settings: Settings, redis: Redis | None) -> list[Row]:
+    """Each configured token against the Graph API, plus igrelay's own flags about it."""
+    accounts = list(settings.accounts) or ([""] if settings.access_token else [])
+    if not accounts:
+        fix = "set IG_ACCESS_TOKENS=ACCOUNT_ID=TOKEN (or IG_ACCESS_TOKEN); without one no insights are fetched"
+        return [Row("problem", "token", "no access token configured", fix)]
+    with new_session(8) as session, ThreadPoolExecutor(8) as pool:
+        client = GraphClient(session, settings, redis, timeout_for(settings))
+        found = list(pool.map(lambda a: _token(client, settings, redis, a), accounts))
+    return [row for rows in found for row in rows]
+
+
+def _token(client: GraphClient, settings: Settings, redis: Redis | None, account: str) -> list[Row]:
+    node, params = ("me", {"fields": "user_id,username"}) if settings.is_instagram_login else (account or "me", {})
+    params = params or {"fields": "id,username" if account else "id,name"}
     try:
-        if parts.scheme.lower() not in HTTP_SCHEMES:
-            sink.send([])
-        elif not (settings.sink_allow_private or options.get("allow_private")):
-            netguard.checked_addresses(parts.hostname or "", parts.port or (80 if parts.scheme == "http" else 443))
-    except netguard.BlockedAddress:
-        return "its host is a private or loopback address", "use a public host, or set IGRELAY_SINK_ALLOW_PRIVATE=true"
-    except SinkError as exc:
-        return f"unreachable ({redact(str(exc))})", "check the address, the credentials and that it is running"
-    except ImportError:
-        return "its driver is not installed", "pip install 'igrelay[postgres]'"
-    except OSError as exc:
-        return f"unreachable ({type(exc).__name__}: {exc.strerror or 'name does not resolve'})", "check the host name"
-    except Exception as exc:  # a driver error: its text may hold the URL
-        return f"unreachable ({type(exc).__name__})", "check the address, the credentials and that it is running"
-    return None
+        body = client.get(account, node, params)
+    except GraphError as exc:
+        text, fix = explain_parts(exc, account)
+        return [Row("problem", "token", text, fix)]
+    owner = str(body.get("user_id") or body.get("id") or "")
+    name = f"@{body['username']}" if body.get("username") else str(body.get("name") or owner)
+    if account and settings.is_instagram_login and owner and owner != account:
+        fix = "put this account's own token next to its id in IG_ACCESS_TOKENS"
+        return [Row("problem", "token", f"the token of {who(account)} belongs to {name} ({owner})", fix)]
+    rows = [Row("ok", "token", f"{who(account)} ({name}): token valid{_expiry(settings, redis, account)}")]
+    if redis is not None and account:
+        rows += _flags(settings, redis, account)
+    return rows
+
+
+def _expiry(settings: Settings, redis: Redis | None, account: str) -> str:
+    """``, expires ...`` when igrelay refreshed the token itself (Meta does not say otherwise)."""
+    if redis is None:
+        return ""
+    source, expires = redis.hmget(TOKEN_PREFIX + account, "source", "expires_at")
+    if expires and (source or b"").decode() == fingerprint(settings.token_for(account)):
+        return f", refreshed by igrelay, expires {day(expires)}"
+    return ""
+
+
+def _flags(settings: Settings, redis: Redis, account: str) -> list[Row]:
+    rows = []
+    if media_state.needs_reauth(redis, settings, account):
+        text = f"{who(account)}: fetches are stopped because Meta refused this token earlier"
+        rows.append(Row("problem", "token", text, "set a new token for it in IG_ACCESS_TOKENS (that clears the flag)"))
+    paused = redis.get(media_state.paused_key(account))
+    if paused:
+        rows.append(Row("warn", "token", f"{who(account)}: rate-limited by Meta until {day(paused)}"))
+    return rows
+
+
+def watchdog_rows(settings: Settings, redis: Redis) -> list[Row]:
+    """The subscription watchdog's verdict per account."""
+    rows = []
+    for account in subscriptions.accounts(settings):
+        state = watchdog.state(redis, account) if account else {}
+        if not state:
+            continue
+        problems = json.loads(state.get("problems") or "{}")
+        since = f" (since {day(state['since'])})" if state.get("since") else ""
+        for text in problems.values():
+            what, _sep, fix = text.partition(": ")
+            rows.append(Row("problem", "webhooks", f"{who(account)}: {what}{since}", fix))
+        if not problems:
+            last = f", last delivery {day(state['last_delivery'])}" if state.get("last_delivery") else ""
+            rows.append(Row("ok", "webhooks", f"{who(account)}: subscribed{last}"))
+    return rows
+
+
+def sink_rows(settings: Settings, redis: Redis | None) -> list[Row]:
+    """Each configured sink as its own ``probe`` sees it (it loads, is reachable, is not disabled)."""
+    from workers import sinks  # sink modules load only for the command that needs them
+
+    rows = []
+    for name, (url, options) in sinks.configured(settings).items():
+        label = f"{name} ({sinks.redact(url)})"
+        for found in sinks.probe(name, url, options, settings, redis):
+            text = f"{label} {found.text}" if found.status == "ok" else f"{label}: {found.text}"
+            rows.append(Row(found.status, "sink", text, found.fix))
+    return rows

@@ -164,7 +164,9 @@ def _where(sink: str) -> str:
     """A sink URL safe to print; a relative SQLite path with its absolute location."""
     if sink.startswith("sqlite:///") and not sink.startswith("sqlite:////"):
         return f"{sink} ({Path.cwd() / sink.removeprefix('sqlite:///')})"
-    return redact_url(sink)
+    from workers import sinks
+
+    return sinks.redact(sink)
 
 
 def banner(url: str, env: dict[str, str], settings: Settings, notes: list) -> None:

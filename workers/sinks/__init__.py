@@ -1,5 +1,12 @@
 """Sinks: one small interface, one module per sink, loaded lazily by URL scheme.
 
+A sink module says everything about itself on its ``Sink`` subclass: the URL ``schemes`` it
+serves, how its URL is shown in logs and ``igrelay check`` (``redact``), which strings in its
+URL and options are secrets (``secrets``, taught to log redaction whenever the sink is
+configured or loaded) and how ``igrelay check`` probes it (``probe``, sending nothing). So adding
+a sink is one new module plus one ``REGISTRY`` line. Modules with a leading underscore
+(``_ledger``, ``_netguard``, ``_tables``) are helpers, not sinks.
+
 Exceptions, mapped to retry policy in ``workers.delivery``::
 
     SinkError            retry this delivery later (``retry_after`` seconds when the sink said so)
@@ -16,18 +23,21 @@ from __future__ import annotations
 import hashlib
 import importlib
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-from config.settings import ConfigError, Settings
+from redis import Redis
+
+from config import logs
+from config.settings import ConfigError, Settings, redact_url
 
 Record = dict[str, Any]
 
-# Dotted paths, so optional drivers (psycopg) are imported only when a sink uses them.
-REGISTRY = {
+# scheme -> "module:Class". Dotted paths, so a sink's module (and its driver) is imported only when used.
+REGISTRY: dict[str, str] = {
     "stdout": "workers.sinks.stdout:StdoutSink",
     "file": "workers.sinks.file:FileSink",
-    "memory": "workers.sinks.memory:MemorySink",
     "sqlite": "workers.sinks.sqlite:SqliteSink",
     "postgresql": "workers.sinks.postgres:PostgresSink",
     "postgres": "workers.sinks.postgres:PostgresSink",
@@ -56,9 +66,23 @@ class SinkGone(PermanentSinkError):
     """The destination said it is gone for good; the sink is disabled until replayed."""
 
 
+@dataclass(frozen=True)
+class Finding:
+    """One thing ``igrelay check`` says about a sink."""
+
+    status: str  # "ok" | "warn" | "problem"
+    text: str
+    fix: str = ""
+
+
+UNREACHABLE_FIX = "check the address, the credentials and that it is running"
+
+
 class Sink:
     """The interface: ``send`` stores every record or raises; ``close`` frees resources."""
 
+    #: The URL schemes this class serves; each has its ``REGISTRY`` line (a test holds the two together).
+    schemes: ClassVar[tuple[str, ...]] = ()
     #: True when sending the same record id twice stores it once (SQL, Redis streams).
     idempotent: ClassVar[bool] = False
     #: True when a record whose send was attempted must never be sent again (Slack): records are
@@ -79,6 +103,21 @@ class Sink:
     def close(self) -> None:
         """Release connections and files."""
 
+    def probe(self) -> list[Finding]:
+        """What ``igrelay check`` reports, sending no record; raises like ``send`` when unreachable."""
+        self.send([])  # connects (and creates tables) without storing anything
+        return [Finding("ok", "reachable")]
+
+    @classmethod
+    def redact(cls, url: str) -> str:
+        """``url`` safe to print: no password, no query, a long path cut short."""
+        return redact_url(url)
+
+    @classmethod
+    def secrets(cls, url: str, options: Mapping[str, Any]) -> list[str]:
+        """Strings log redaction must hide: the whole URL and its password."""
+        return [url, urlsplit(url).password or ""]
+
 
 def sink_name(url: str) -> str:
     """A stable, secret-free name for a sink URL (used in job arguments, logs and metrics)."""
@@ -87,7 +126,9 @@ def sink_name(url: str) -> str:
 
 
 def configured(settings: Settings) -> dict[str, tuple[str, Mapping[str, Any]]]:
-    """``{name: (url, options)}`` from ``IGRELAY_SINKS`` plus the TOML ``[sinks.NAME]`` tables."""
+    """``{name: (url, options)}`` from ``IGRELAY_SINKS`` plus the TOML ``[sinks.NAME]`` tables.
+
+    Each sink's secrets are taught to log redaction on the way."""
     out: dict[str, tuple[str, Mapping[str, Any]]] = {}
     tables = settings.section("sinks")
     by_url = {t.get("url"): (n, t) for n, t in tables.items() if isinstance(t, Mapping)}
@@ -97,6 +138,8 @@ def configured(settings: Settings) -> dict[str, tuple[str, Mapping[str, Any]]]:
     for name, table in tables.items():
         if isinstance(table, Mapping) and table.get("url") and name not in out:
             out[name] = (str(table["url"]), table)
+    for url, options in out.values():
+        learn_secrets(url, options)
     return out
 
 
@@ -112,5 +155,62 @@ def sink_class(url: str) -> type[Sink]:
 
 
 def load(url: str, options: Mapping[str, Any], settings: Settings) -> Sink:
-    """Instantiate the sink class registered for ``url``'s scheme."""
-    return sink_class(url)(url, options, settings)
+    """Instantiate the sink class registered for ``url``'s scheme (its secrets learnt first)."""
+    cls = sink_class(url)
+    logs.register_secrets(cls.secrets(url, options))
+    return cls(url, options, settings)
+
+
+def redact(url: str) -> str:
+    """A sink URL safe to print, as its sink shows it (an unknown scheme: the generic way)."""
+    try:
+        return sink_class(url).redact(url)
+    except ConfigError:
+        return redact_url(url)
+
+
+def secrets(url: str, options: Mapping[str, Any]) -> list[str]:
+    """The strings of a sink's URL and options that must never be printed."""
+    try:
+        cls = sink_class(url)
+    except ConfigError:
+        cls = Sink
+    return [s for s in cls.secrets(url, options) if s]
+
+
+def learn_secrets(url: str, options: Mapping[str, Any]) -> None:
+    """Teach log redaction a sink's secrets."""
+    logs.register_secrets(secrets(url, options))
+
+
+def probe(name: str, url: str, options: Mapping[str, Any], settings: Settings, redis: Redis | None) -> list[Finding]:
+    """What ``igrelay check`` says about one sink: it loads, it can be reached, it is not disabled."""
+    try:
+        sink = load(url, options, settings)
+    except (ConfigError, ValueError) as exc:
+        text = logs.redact(str(exc)) if isinstance(exc, ConfigError) else type(exc).__name__
+        return [Finding("problem", f"invalid ({text})", "fix the URL in IGRELAY_SINKS (or its [sinks] table)")]
+    try:
+        found = sink.probe()
+    except Exception as exc:  # a driver error too: a sink's probe raises what its send would
+        found = [unreachable(exc)]
+    finally:
+        sink.close()
+    if any(f.status == "problem" for f in found) or redis is None:
+        return found
+    from workers.sinks import _ledger
+
+    if _ledger.is_disabled(redis, name):
+        fix = f"fix the destination, then `igrelay failed replay --sink {name}`"
+        return [Finding("problem", "disabled after it answered 410 Gone", fix)]
+    return found
+
+
+def unreachable(exc: Exception) -> Finding:
+    """The finding for a probe that raised; texts never hold the URL."""
+    if isinstance(exc, SinkError):
+        return Finding("problem", f"unreachable ({logs.redact(str(exc))})", UNREACHABLE_FIX)
+    if isinstance(exc, OSError):
+        text = f"unreachable ({type(exc).__name__}: {exc.strerror or 'name does not resolve'})"
+        return Finding("problem", text, "check the host name")
+    return Finding("problem", f"unreachable ({type(exc).__name__})", UNREACHABLE_FIX)  # its text may hold the URL

@@ -12,10 +12,11 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from config.settings import ConfigError
+from config.settings import ConfigError, Settings, redact_url
 from workers.sinks import Record, Sink, SinkError
 
 BLOCK = 65536
@@ -40,8 +41,10 @@ def cut_partial_line(fd: int) -> None:
 class FileSink(Sink):
     """Appends records to a JSON Lines file."""
 
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(*args, **kwargs)
+    schemes = ("file",)
+
+    def __init__(self, url: str, options: Mapping[str, Any], settings: Settings) -> None:
+        super().__init__(url, options, settings)
         self.path = unquote(urlsplit(self.url).path)
         if not os.path.isabs(self.path):
             raise ConfigError(f"IGRELAY_SINKS: file sink needs an absolute path (file:///abs/path), got {self.url!r}")
@@ -66,3 +69,12 @@ class FileSink(Sink):
                 os.close(fd)  # also releases the lock
         except OSError as exc:
             raise SinkError(f"file sink: {exc.strerror}") from None
+
+    @classmethod
+    def redact(cls, url: str) -> str:
+        """The whole path: it says where records go and holds no secret."""
+        return redact_url(url, path_chars=None)
+
+    @classmethod
+    def secrets(cls, url: str, options: Mapping[str, Any]) -> list[str]:
+        return []

@@ -6,10 +6,12 @@ Headers: ``webhook-id`` (the record id, the same on every retry), ``webhook-time
 https://github.com/standard-webhooks/standard-webhooks/blob/main/spec/standard-webhooks.md
 
 One batch is sent concurrently (threads over one Session); connections go through
-:mod:`workers.sinks.netguard` unless ``IGRELAY_SINK_ALLOW_PRIVATE`` or ``allow_private = true``.
+:mod:`workers.sinks._netguard` unless ``IGRELAY_SINK_ALLOW_PRIVATE`` or ``allow_private = true``.
 Failure policy: raise. 2xx delivered; 3xx (redirects are not followed) and other statuses retried;
 429/503 retried after ``Retry-After``; 410 raises ``SinkGone`` (the sink is disabled).
 Options: ``concurrency`` (16), ``connect_timeout`` (3.05), ``read_timeout`` (15), ``batch_seconds`` (60).
+Shown as scheme, host and port only (a path can be a secret); ``igrelay check`` resolves the host
+through the SSRF guard and sends nothing.
 """
 
 from __future__ import annotations
@@ -20,16 +22,18 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Sequence
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from collections.abc import Mapping, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 import requests
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
-from config.settings import ConfigError
-from workers.sinks import PermanentSinkError, Record, Sink, SinkError, SinkGone, netguard
+from config.settings import ConfigError, Settings
+from workers.sinks import Finding, PermanentSinkError, Record, Sink, SinkError, SinkGone
+from workers.sinks import _netguard as netguard
 
 OK, FAILED, UNKNOWN = "ok", "failed", "unknown"  # UNKNOWN: the request went out, the answer did not come
 Outcome = tuple[str, SinkError | None]
@@ -101,7 +105,7 @@ def _unsent(exc: requests.RequestException) -> bool:
     return isinstance(reason, (NewConnectionError, ConnectTimeoutError))
 
 
-def _abandon(future: Any) -> Outcome:
+def _abandon(future: Future[Outcome]) -> Outcome:
     """A request still queued when the batch budget ran out is not sent; a running one may be."""
     return (FAILED, None) if future.cancel() else (UNKNOWN, None)
 
@@ -109,19 +113,21 @@ def _abandon(future: Any) -> Outcome:
 class HttpSink(Sink):
     """POSTs each record to a webhook receiver."""
 
+    schemes: ClassVar[tuple[str, ...]] = ("http", "https")
     label = "http sink"
     default_concurrency = 16
     signed = True
 
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(*args, **kwargs)
+    def __init__(self, url: str, options: Mapping[str, Any], settings: Settings) -> None:
+        super().__init__(url, options, settings)
         opts = self.options
         self.keys = signing_keys(opts.get("secret") or self.settings.sink_secret) if self.signed else []
         self.timeout = (float(opts.get("connect_timeout", 3.05)), float(opts.get("read_timeout", 15)))
         self.concurrency = max(1, int(opts.get("concurrency", self.default_concurrency)))
         self.budget = float(opts.get("batch_seconds", 60))
-        allow_private = self.settings.sink_allow_private or bool(opts.get("allow_private"))
-        self.session = netguard.session(allow_private, self.concurrency)
+        # The one place the SSRF guard is switched off: sending and ``probe`` both follow it.
+        self.allow_private = self.settings.sink_allow_private or bool(opts.get("allow_private"))
+        self.session = netguard.session(self.allow_private, self.concurrency)
         self._pool: ThreadPoolExecutor | None = None
 
     def endpoint(self) -> str:
@@ -178,3 +184,26 @@ class HttpSink(Sink):
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
         self.session.close()
+
+    def probe(self) -> list[Finding]:
+        """Resolve the destination through the SSRF guard (unless it is off); nothing is sent."""
+        if not self.allow_private:
+            parts = urlsplit(self.endpoint())
+            try:
+                netguard.checked_addresses(parts.hostname or "", parts.port or (80 if parts.scheme == "http" else 443))
+            except netguard.BlockedAddress:
+                fix = "use a public host, or set IGRELAY_SINK_ALLOW_PRIVATE=true"
+                return [Finding("problem", "its host is a private or loopback address", fix)]
+        return [Finding("ok", "reachable")]
+
+    @classmethod
+    def redact(cls, url: str) -> str:
+        """Scheme, host and port: the path and the user part can be secrets."""
+        parts = urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""
+        return f"{parts.scheme}://{parts.hostname}{port}" + ("/…" if parts.path.strip("/") else "")
+
+    @classmethod
+    def secrets(cls, url: str, options: Mapping[str, Any]) -> list[str]:
+        """The URL, its password and the ``secret`` option's signing secrets."""
+        return [*super().secrets(url, options), *str(options.get("secret") or "").split()]

@@ -1,4 +1,4 @@
-"""``postgresql://user:pass@host/db``: the tables of :mod:`workers.sinks.tables` in PostgreSQL.
+"""``postgresql://user:pass@host/db``: the tables of :mod:`workers.sinks._tables` in PostgreSQL.
 
 psycopg 3 is imported here only, when the sink is used. Each batch is one transaction of two
 ``executemany`` upserts (``ON CONFLICT (id) DO NOTHING``), which psycopg pipelines, so a batch
@@ -10,20 +10,23 @@ Failure policy: raise (an unreachable or failing server is retried); errors neve
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from config.logs import redact
-from workers.sinks import Record, Sink, SinkError, tables
+from config.settings import Settings, redact_url
+from workers.sinks import Finding, Record, Sink, SinkError
+from workers.sinks import _tables as tables
 
 
 class PostgresSink(Sink):
     """Upserts records into PostgreSQL."""
 
+    schemes = ("postgresql", "postgres")
     idempotent = True
 
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(*args, **kwargs)
+    def __init__(self, url: str, options: Mapping[str, Any], settings: Settings) -> None:
+        super().__init__(url, options, settings)
         self.schema = tables.safe_prefix(self.options.get("schema"))
         self.prefix = tables.safe_prefix(self.options.get("table_prefix"))
         self.upserts = tables.insert_sql(self.prefix, "%s", self.schema)
@@ -71,6 +74,18 @@ class PostgresSink(Sink):
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+    def probe(self) -> list[Finding]:
+        """Connect and create the tables; psycopg itself is optional."""
+        try:
+            return super().probe()
+        except ImportError:
+            return [Finding("problem", "its driver is not installed", "pip install 'igrelay[postgres]'")]
+
+    @classmethod
+    def redact(cls, url: str) -> str:
+        """Password hidden; the database name kept whole."""
+        return redact_url(url, path_chars=None)
 
 
 def _is_driver_error(exc: Exception) -> bool:

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from config.settings import Settings
 from workers.sinks import PermanentSinkError, Record, SinkError, SinkGone
 from workers.sinks.http import HttpSink, status_error
 
@@ -33,6 +34,12 @@ def _metrics(metrics: Mapping[str, Any]) -> str:
         for k, v in sorted(metrics.items())
     ]
     return " · ".join(parts) or "no metrics yet"
+
+
+def target(url: str, options: Mapping[str, Any]) -> str:
+    """The https URL posts go to: the ``endpoint`` option, else the ``slack://`` URL as https."""
+    parts = urlsplit(url)
+    return str(options.get("endpoint") or f"https://{parts.netloc}{parts.path}")
 
 
 def message(record: Record) -> str:
@@ -58,15 +65,15 @@ def message(record: Record) -> str:
 class SlackSink(HttpSink):
     """Posts one message per record to Slack."""
 
+    schemes = ("slack",)
     label = "slack sink"
     at_most_once = True
     default_concurrency = 1
     signed = False
 
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(*args, **kwargs)
-        parts = urlsplit(self.url)
-        self.target = str(self.options.get("endpoint") or f"https://{parts.netloc}{parts.path}")
+    def __init__(self, url: str, options: Mapping[str, Any], settings: Settings) -> None:
+        super().__init__(url, options, settings)
+        self.target = target(url, options)
 
     def endpoint(self) -> str:
         return self.target
@@ -82,3 +89,8 @@ class SlackSink(HttpSink):
         if 400 <= resp.status_code < 500 and resp.status_code != 429:
             return PermanentSinkError(f"{self.label}: Slack answered {resp.status_code}")
         return status_error(resp, self.label)
+
+    @classmethod
+    def secrets(cls, url: str, options: Mapping[str, Any]) -> list[str]:
+        """The ``slack://`` URL, the https URL it posts to, and the hook path they share."""
+        return [*super().secrets(url, options), target(url, options), urlsplit(url).path]

@@ -1,6 +1,6 @@
 """``sqlite:///relative.sqlite3`` or ``sqlite:////absolute.sqlite3``: the embedded default.
 
-Tables of :mod:`workers.sinks.tables` in WAL mode; each batch is one transaction of two
+Tables of :mod:`workers.sinks._tables` in WAL mode; each batch is one transaction of two
 ``executemany`` upserts keyed by record id, so a redelivered record is stored once.
 Options: ``table_prefix``. Failure policy: raise (a locked or unwritable database is retried).
 """
@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from workers.sinks import Record, Sink, SinkError, tables
+from config.settings import Settings, redact_url
+from workers.sinks import Record, Sink, SinkError
+from workers.sinks import _tables as tables
 
 
 def sqlite_path(url: str) -> str:
@@ -24,10 +27,11 @@ def sqlite_path(url: str) -> str:
 class SqliteSink(Sink):
     """Upserts records into a SQLite database."""
 
+    schemes = ("sqlite",)
     idempotent = True
 
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(*args, **kwargs)
+    def __init__(self, url: str, options: Mapping[str, Any], settings: Settings) -> None:
+        super().__init__(url, options, settings)
         self.path = sqlite_path(self.url)
         self.prefix = tables.safe_prefix(self.options.get("table_prefix"))
         self.upsert, self.upsert_metrics = tables.insert_sql(self.prefix, "?")
@@ -67,3 +71,12 @@ class SqliteSink(Sink):
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+    @classmethod
+    def redact(cls, url: str) -> str:
+        """The whole path: it says where records go and holds no secret."""
+        return redact_url(url, path_chars=None)
+
+    @classmethod
+    def secrets(cls, url: str, options: Mapping[str, Any]) -> list[str]:
+        return []

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from workers.sinks import Record, Sink, SinkError
 
@@ -12,9 +13,19 @@ from workers.sinks import Record, Sink, SinkError
 class StdoutSink(Sink):
     """Writes each record as one JSON line to standard output."""
 
+    schemes = ("stdout",)
+
     def send(self, records: Sequence[Record]) -> None:
         try:
             sys.stdout.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
             sys.stdout.flush()
         except (OSError, ValueError) as exc:
             raise SinkError(f"stdout: {exc}") from exc
+
+    @classmethod
+    def redact(cls, url: str) -> str:
+        return "stdout:"
+
+    @classmethod
+    def secrets(cls, url: str, options: Mapping[str, Any]) -> list[str]:
+        return []

@@ -1,7 +1,7 @@
 """``redis://host:port/db?stream=NAME``: ``XADD`` each record to a Redis stream, once per record id.
 
 A Lua script adds each record only if its id is new in the companion sorted set
-``igrelay:stream-ids:NAME`` (member = record id, score = when added; entries older than
+``contract.stream_ids(NAME)`` (member = record id, score = when added; entries older than
 ``dedupe_days`` (15) are pruned), so the check and the ``XADD`` are one atomic step and a
 redelivered batch adds nothing twice. Entry fields: ``id``, ``kind``, ``record`` (JSON).
 Options: ``stream`` (instead of the query), ``maxlen`` (approximate trim, default none).
@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from redis import Redis, RedisError
 
-from config.settings import ConfigError
+from config import contract
+from config.settings import ConfigError, Settings, redact_url
 from workers.sinks import Record, Sink, SinkError
 
 DAY = 86400
@@ -54,15 +56,16 @@ def split_url(url: str) -> tuple[str, str | None]:
 class StreamSink(Sink):
     """Appends records to a Redis stream."""
 
+    schemes = ("redis", "rediss")
     idempotent = True
 
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(*args, **kwargs)
+    def __init__(self, url: str, options: Mapping[str, Any], settings: Settings) -> None:
+        super().__init__(url, options, settings)
         url, stream = split_url(self.url)
         self.stream = str(self.options.get("stream") or stream or "")
         if not self.stream:
             raise ConfigError("IGRELAY_SINKS: a redis:// sink needs ?stream=NAME")
-        self.ids_key = f"igrelay:stream-ids:{self.stream}"
+        self.ids_key = contract.stream_ids(self.stream)
         self.ttl = int(float(self.options.get("dedupe_days", 15)) * DAY)
         self.maxlen = int(self.options.get("maxlen", 0))
         self.client = Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
@@ -79,3 +82,9 @@ class StreamSink(Sink):
 
     def close(self) -> None:
         self.client.close()
+
+    @classmethod
+    def redact(cls, url: str) -> str:
+        """Password and other query parameters hidden; the stream name kept."""
+        rest, stream = split_url(url)
+        return redact_url(rest) + (f"?stream={stream}" if stream else "")

@@ -1,4 +1,4 @@
-"""The SQL layout shared by the SQLite and PostgreSQL sinks, and the rows a record becomes.
+"""Not a sink: the SQL layout shared by the SQLite and PostgreSQL sinks, and the rows a record becomes.
 
 ``records`` holds one row per record id (the columns people filter on, plus the whole record as
 JSON); ``record_metrics`` holds one row per (record, metric), so metrics are plain SQL::

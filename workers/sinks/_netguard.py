@@ -1,4 +1,4 @@
-"""An SSRF guard for outgoing sink requests: resolve, check every address, connect to a checked one.
+"""Not a sink: an SSRF guard for outgoing sink requests: resolve, check every address, connect to a checked one.
 
 A ``requests.Session`` from :func:`session` connects only to globally reachable unicast
 addresses. The check runs inside urllib3's connect step on the very addresses the socket then
