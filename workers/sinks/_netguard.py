@@ -61,9 +61,9 @@ def checked_addresses(host: str, port: int) -> list[tuple[Any, ...]]:
     ip = literal(host)
     if ip is not None:
         family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
-        infos = [(family, socket.SOCK_STREAM, 6, "", (str(ip), port))]
+        infos: list[tuple[Any, ...]] = [(family, socket.SOCK_STREAM, 6, "", (str(ip), port))]
     else:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = list(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
     for info in infos:
         if not allowed(ipaddress.ip_address(str(info[4][0]).split("%")[0])):
             raise BlockedAddress("sink destination resolves to a private, loopback, link-local or reserved address")
@@ -87,20 +87,20 @@ def _connect(infos: list[tuple[Any, ...]], timeout: Any, options: Any) -> socket
     raise error or OSError("no address to connect to")
 
 
-class _Guarded:
+class _Guarded(HTTPConnection):
     """Mixin for urllib3 connections: connect only to addresses that passed :func:`allowed`."""
 
     def _new_conn(self) -> socket.socket:
-        infos = checked_addresses(self._dns_host, self.port)  # type: ignore[attr-defined]
+        infos = checked_addresses(self._dns_host, self.port)
         try:
-            return _connect(infos, self.timeout, self.socket_options)  # type: ignore[attr-defined]
+            return _connect(infos, self.timeout, self.socket_options)
         except TimeoutError as exc:
             raise ConnectTimeoutError(self, "connection timed out") from exc
         except OSError as exc:
             raise NewConnectionError(self, f"failed to connect: {exc.strerror or type(exc).__name__}") from exc
 
 
-class GuardedHTTPConnection(_Guarded, HTTPConnection):
+class GuardedHTTPConnection(_Guarded):
     """Plain HTTP through the guard."""
 
 

@@ -91,9 +91,9 @@ def combine(label: str, records: Sequence[Record], outcomes: Sequence[Outcome], 
         return
     sent = (OK, UNKNOWN) if at_most_once else (OK,)
     done = [r["id"] for r, (status, _) in zip(records, outcomes, strict=True) if status in sent]
-    worst = next((e for e in errors if isinstance(e, SinkGone)), None)
-    worst = worst or next((e for e in errors if isinstance(e, PermanentSinkError)), None)
-    worst = worst or (errors[0] if errors else SinkError(f"{label}: batch time budget spent"))
+    gone = next((e for e in errors if isinstance(e, SinkGone)), None)
+    permanent = next((e for e in errors if isinstance(e, PermanentSinkError)), None)
+    worst = gone or permanent or (errors[0] if errors else SinkError(f"{label}: batch time budget spent"))
     wait_s = max((e.retry_after for e in errors if e.retry_after), default=None)
     failed = len(records) - len(done)
     raise type(worst)(f"{worst} ({failed} of {len(records)} records not delivered)", retry_after=wait_s, done=done)

@@ -49,7 +49,8 @@ def message(record: Record) -> str:
         event = record.get("event") or {}
         author = (event.get("from") or {}).get("username") or (event.get("from") or {}).get("id") or "someone"
         what = {"comments": "New comment", "live_comments": "New live comment", "mentions": "New mention"}
-        head = f"{what.get(event.get('field'), 'New ' + _esc(event.get('field', 'event')))} from @{_esc(author)}"
+        field = str(event.get("field", "event"))
+        head = f"{what.get(field, 'New ' + _esc(field))} from @{_esc(author)}"
         where = f" on media {_esc(event['media_id'])}" if event.get("media_id") else ""
         text = f": “{_esc(event['text'])}”" if event.get("text") else ""
         return f"{head}{where} (account {account}){text}"
