@@ -8,12 +8,13 @@ from flask import Blueprint, Request, Response, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from webhook import meta
-from webhook.metrics import render
+from webhook.prometheus import render
 from webhook.store import DeliveryStore, StoreUnavailable
 
 bp = Blueprint("webhook", __name__)
 log = logging.getLogger("igrelay.webhook")
 _OK = b'{"status":"ok"}'
+HANDSHAKES = "igrelay_handshakes_total"
 
 
 def _ctx() -> dict:
@@ -30,8 +31,10 @@ def handshake() -> Response:
     try:
         challenge = meta.handshake(request.args, _ctx()["settings"].verify_token)
     except meta.HandshakeError as exc:
+        _ctx()["store"].count("refused", stat=HANDSHAKES)
         log.info("handshake refused", extra={"status": exc.status})
         return _answer(exc.status, str(exc))
+    _ctx()["store"].count("answered", stat=HANDSHAKES)
     log.info("handshake answered")
     response = Response(challenge, status=200, mimetype="text/plain")
     response.headers["X-Content-Type-Options"] = "nosniff"
@@ -109,6 +112,6 @@ def readyz() -> Response:
 
 
 @bp.get("/metrics")
-def metrics() -> Response:
-    """Prometheus text exposition."""
+def prometheus() -> Response:
+    """igrelay's stats in Prometheus text exposition."""
     return Response(render(_ctx()["redis"]), mimetype="text/plain; version=0.0.4; charset=utf-8")
