@@ -29,6 +29,16 @@ def test_handshake(client):
     assert client.get("/webhook?hub.mode=subscribe&hub.challenge=1").status_code == 400
 
 
+def test_handshakes_are_counted_by_outcome(client, redis):
+    client.get(f"/webhook?hub.mode=subscribe&hub.verify_token={VERIFY_TOKEN}&hub.challenge=1")
+    client.get("/webhook?hub.mode=subscribe&hub.verify_token=bad&hub.challenge=1")
+    client.get("/webhook?hub.mode=subscribe&hub.challenge=1")
+    counted = {k.decode(): int(v) for k, v in redis.hgetall(contract.STATS).items()}
+    assert counted["igrelay_handshakes_total|outcome=answered"] == 1
+    assert counted["igrelay_handshakes_total|outcome=refused"] == 2
+    assert b'igrelay_handshakes_total{outcome="refused"} 2.0' in client.get("/metrics").data
+
+
 def test_script_challenge_is_plain_text(client):
     answer = client.get(f"/webhook?hub.mode=subscribe&hub.verify_token={VERIFY_TOKEN}&hub.challenge=<script>")
     assert answer.mimetype == "text/plain" and answer.headers["X-Content-Type-Options"] == "nosniff"
