@@ -85,5 +85,5 @@ class RedisStatsCollector:
 def render(redis: Redis) -> bytes:
     """The exposition text for one scrape."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(RedisStatsCollector(redis))  # type: ignore[arg-type]
+    registry.register(RedisStatsCollector(redis))
     return generate_latest(registry)

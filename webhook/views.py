@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from flask import Blueprint, Request, Response, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -17,7 +18,7 @@ _OK = b'{"status":"ok"}'
 HANDSHAKES = "igrelay_handshakes_total"
 
 
-def _ctx() -> dict:
+def _ctx() -> dict[str, Any]:
     return current_app.extensions["igrelay"]  # type: ignore[no-any-return]
 
 

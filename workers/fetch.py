@@ -31,6 +31,7 @@ from workers.context import Context
 from workers.graph import AuthError, GraphError, TerminalError, ThrottledError, TransientError
 from workers.graph_client import GraphClient, MediaResult, open_client
 from workers.redis_values import text, text_map
+from workers.sinks import Record
 
 MAX_TRANSIENT = 5
 # (prefix, suffix) of the pause key around an account id, for the claim script.
@@ -145,7 +146,7 @@ def finish(redis: Redis, settings: Settings, outcomes: list[Outcome], now: float
     now = now or time.time()
     pipe = redis.pipeline(transaction=True)
     pipe.multi()
-    out: list[records.Record] = []
+    out: list[Record] = []
     counts: dict[str, int] = {}
     flagged: set[str] = set()
     applied: list[tuple[list[str], str]] = []
@@ -164,7 +165,7 @@ def finish(redis: Redis, settings: Settings, outcomes: list[Outcome], now: float
     return counts
 
 
-def _apply(pipe: Any, settings: Settings, o: Outcome, now: float, out: list[records.Record], flagged: set[str]) -> str:
+def _apply(pipe: Any, settings: Settings, o: Outcome, now: float, out: list[Record], flagged: set[str]) -> str:
     account, media_id, trigger = o.item
     if o.result is not None:
         o.state.update(media_state.from_node(o.result.node), attempts="0")
@@ -210,9 +211,7 @@ def _apply(pipe: Any, settings: Settings, o: Outcome, now: float, out: list[reco
     return "failed"
 
 
-def _emit_if_changed(
-    pipe: Any, settings: Settings, o: Outcome, record: records.Record, out: list[records.Record]
-) -> None:
+def _emit_if_changed(pipe: Any, settings: Settings, o: Outcome, record: Record, out: list[Record]) -> None:
     """Emit ``record`` unless its metrics equal the last emitted ones for this media; save the state."""
     account, media_id, _trigger = o.item
     measured = [record["metrics"], record["unavailable"]]

@@ -138,7 +138,9 @@ def parse_insights(data: Any, requested: Sequence[str]) -> tuple[dict[str, float
     return metrics, {name: NO_DATA for name in requested if name not in metrics}
 
 
-def parse_media(body: Mapping[str, Any], requested: Sequence[str]) -> tuple[dict[str, Any], dict, dict]:
+def parse_media(
+    body: Mapping[str, Any], requested: Sequence[str]
+) -> tuple[dict[str, Any], dict[str, float], dict[str, str]]:
     """The media node (no insights), its metrics and the unavailable ones."""
     node = {k: body.get(k) for k in NODE_FIELDS if body.get(k) is not None}
     metrics, unavailable = parse_insights((body.get("insights") or {}).get("data"), requested)

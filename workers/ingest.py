@@ -25,6 +25,7 @@ from config.settings import Settings
 from workers import delivery, records, schedule
 from workers.changes import COMMENT_FIELDS, Change, MalformedDelivery, iter_changes
 from workers.redis_values import text
+from workers.sinks import Record
 
 SEEN_TTL = 72 * 3600  # longer than Meta's 36 h of retries, twice over
 CLAIM_IDLE_MS = 60_000
@@ -186,7 +187,7 @@ def _seen_key(key: str) -> str:
     return contract.seen(hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest())
 
 
-def _record(change: Change, captured_at: str) -> records.Record:
+def _record(change: Change, captured_at: str) -> Record:
     if change.field == "story_insights":
         return records.story_insights_from_webhook(change, captured_at)
     return records.webhook_event(change, captured_at)

@@ -19,6 +19,7 @@ from config import contract, stats
 from config.settings import Settings
 from workers import graph
 from workers.graph_client import fingerprint
+from workers.redis_values import text
 
 # A media's state field -> the Graph node field it is copied from.
 NODE_FIELDS_BY_STATE = {
@@ -71,7 +72,7 @@ def state_ttl(settings: Settings) -> int:
 def needs_reauth(redis: Redis, settings: Settings, account: str) -> bool:
     """True while the account's flagged token is still the configured one."""
     flagged = redis.get(contract.needs_reauth(account))
-    return flagged is not None and flagged.decode() == fingerprint(settings.token_for(account))
+    return flagged is not None and text(flagged) == fingerprint(settings.token_for(account))
 
 
 def flag_reauth(pipe: Any, settings: Settings, account: str, exc: Exception) -> None:
@@ -84,7 +85,7 @@ def flag_reauth(pipe: Any, settings: Settings, account: str, exc: Exception) -> 
 
 def backoff(attempt: int) -> float:
     """Jittered exponential backoff: about 30 s, 60 s, 120 s ... capped at an hour."""
-    return min(30 * 2 ** (attempt - 1), 3600) * random.uniform(0.75, 1.25)  # jitter, not crypto
+    return float(min(30 * 2 ** (attempt - 1), 3600) * random.uniform(0.75, 1.25))  # jitter, not crypto
 
 
 def next_refresh(

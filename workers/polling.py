@@ -22,6 +22,8 @@ from workers import delivery, graph, media_state, records, schedule, ticker
 from workers.context import Context
 from workers.graph import AuthError, ThrottledError
 from workers.graph_client import GraphClient, fingerprint, open_client
+from workers.redis_values import text
+from workers.sinks import Record
 
 MAX_PAGES = 20
 # https://developers.facebook.com/documentation/instagram-platform/reference/refresh_access_token
@@ -119,7 +121,7 @@ def _blocked(redis: Redis, settings: Settings, account: str, exc: Exception, now
     return 0
 
 
-def account_insights(redis: Redis, settings: Settings, account: str, now: float | None = None) -> records.Record | None:
+def account_insights(redis: Redis, settings: Settings, account: str, now: float | None = None) -> Record | None:
     """Yesterday's account totals (UTC day) plus ``followers_count``, as an ``account_insights`` record."""
     today = datetime.fromtimestamp(now or time.time(), UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     day = (today - timedelta(days=1)).date().isoformat()
@@ -143,9 +145,9 @@ def token_age(redis: Redis, settings: Settings, account: str, now: float) -> flo
     """Seconds since the account's current token was issued (or first seen, for a configured one)."""
     key, configured = contract.token(account), fingerprint(settings.token_for(account))
     source, issued, seen_fp, seen_at = redis.hmget(key, "source", "issued_at", "seen", "seen_at")
-    if issued and (source or b"").decode() == configured:
+    if issued and text(source or b"") == configured:
         return now - float(issued)
-    if (seen_fp or b"").decode() != configured:
+    if text(seen_fp or b"") != configured:
         redis.hset(key, mapping={"seen": configured, "seen_at": int(now)})
         return 0.0
     return now - float(seen_at or now)
