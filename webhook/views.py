@@ -29,13 +29,14 @@ def _answer(status: int, message: str) -> Response:
 @bp.get("/webhook")
 def handshake() -> Response:
     """Meta's subscription handshake: echo ``hub.challenge`` for the right verify token."""
+    ctx = _ctx()
     try:
-        challenge = meta.handshake(request.args, _ctx()["settings"].verify_token)
+        challenge = meta.handshake(request.args, ctx["settings"].verify_token)
     except meta.HandshakeError as exc:
-        _ctx()["store"].count("refused", stat=HANDSHAKES)
+        ctx["store"].count("refused", stat=HANDSHAKES)
         log.info("handshake refused", extra={"status": exc.status})
         return _answer(exc.status, str(exc))
-    _ctx()["store"].count("answered", stat=HANDSHAKES)
+    ctx["store"].count("answered", stat=HANDSHAKES)
     log.info("handshake answered")
     response = Response(challenge, status=200, mimetype="text/plain")
     response.headers["X-Content-Type-Options"] = "nosniff"
