@@ -19,6 +19,8 @@ from pathlib import Path
 import requests
 from redis import Redis
 
+from config import contract
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -74,7 +76,7 @@ def calls_per_refresh(sb: Sandbox, settings: Settings, redis: Redis) -> tuple[fl
     account = sb.accounts[0]
     polling.poll_account(redis, settings, account)
     work(settings, redis)  # first fetch of every media found
-    ids = [m.decode().split(":", 1)[1] for m in redis.zrange(schedule.DUE_KEY, 0, -1)]
+    ids = [m.decode().split(":", 1)[1] for m in redis.zrange(contract.FETCH_DUE, 0, -1)]
     for media_id in ids:
         schedule.request_fetch(redis, account, media_id, "schedule", time.time())
     sb.reset_calls()
@@ -97,7 +99,7 @@ def burst(sb: Sandbox, settings: Settings, redis: Redis, media: int, per_media: 
     ingest.ensure_group(redis)
     for media_id in ids:
         body = payloads.encode(payloads.delivery("comments", account, media_id, count=per_media))
-        redis.xadd(ingest.INBOX_KEY, {"b": body, "t": "0"})
+        redis.xadd(contract.INBOX, {"b": body, "t": "0"})
     changes = sum(ingest.drain(redis, settings, consumer="bench").changes.values())
     sb.reset_calls()
     work(settings, redis, now=time.time() + settings.debounce_seconds + 1)

@@ -24,6 +24,8 @@ from pathlib import Path
 import requests
 from redis import Redis
 
+from config import contract
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -200,7 +202,7 @@ def bench_worker() -> list[tuple[str, str, str, str]]:
         deliveries, per = 200, 100
         for i in range(deliveries):
             body = payloads.encode(payloads.delivery("comments", "17841400000000001", f"m{i % 50}", per))
-            redis.xadd(ingest.INBOX_KEY, {"b": body, "t": "0"})
+            redis.xadd(contract.INBOX, {"b": body, "t": "0"})
         t0 = time.perf_counter()
         result = ingest.drain(redis, settings, consumer="bench")
         ours = sum(result.changes.values()) / (time.perf_counter() - t0)

@@ -2,10 +2,11 @@
 
 Both processes read this module: the web enqueues ``drain_inbox`` by dotted path with
 ``presets()["ingest"]``; the worker (``workers.runner.Worker``, a ``HerokuWorker``) is built
-from ``WORKER``. The timings
-are chosen so a job from a killed worker is recovered in under 3 minutes (RQ's defaults take
-about 13.5) and a replacement worker takes over the scheduler in under 2 (see
-shared/reference/reliability.md section 3):
+from ``WORKER``. A sink delivery's retries span the sink's ``retry_span``: ``presets(span)``
+builds that schedule here too. The timings are chosen so a job from a killed worker is
+recovered in under 3 minutes (RQ's defaults take about 13.5: an abandoned job waits for its
+registry entry to expire, and the scheduler lock for its 60 s TTL) and a replacement worker
+takes over the scheduler in under 2:
 
 - heartbeats every ``job_monitoring_interval`` (10 s) put an abandoned job's registry expiry at
   most 70 s after the kill;
@@ -16,6 +17,7 @@ Worst case: 70 + 20 + 15 = 105 s for a job, 61 + 20 + 15 = 96 s for the schedule
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 from rq import Retry
@@ -41,8 +43,21 @@ def _retry(*intervals: int) -> Retry:
     return Retry(max=len(intervals), interval=list(intervals))
 
 
-def presets() -> dict[str, dict[str, Any]]:
-    """Enqueue keyword presets per kind of job (fresh ``Retry`` objects each call)."""
+def retry_schedule(span: int, first: int = 10, factor: int = 3, cap: int = 6 * 3600, jitter: float = 0.2) -> Retry:
+    """Exponential intervals with ±``jitter`` summing to about ``span`` seconds (then dead letter)."""
+    intervals: list[int] = []
+    total, step = 0, first
+    while total < span:
+        interval = min(step, cap, max(span - total, first))
+        intervals.append(max(1, round(interval * random.uniform(1 - jitter, 1 + jitter))))  # noqa: S311
+        total += interval
+        step *= factor
+    return Retry(max=len(intervals), interval=intervals)
+
+
+def presets(deliver_span: int = DAY) -> dict[str, dict[str, Any]]:
+    """Enqueue keyword presets per kind of job (fresh ``Retry`` objects each call); a delivery's
+    retries span ``deliver_span`` seconds, jittered so failed deliveries do not retry in step."""
     return {
         # Draining is idempotent and cheap: retry soon, keep failures a week for `igrelay failed`.
         "ingest": {"retry": _retry(5, 15, 60, 300, 900), "job_timeout": 120, "result_ttl": 60, "failure_ttl": 7 * DAY},
@@ -52,9 +67,9 @@ def presets() -> dict[str, dict[str, Any]]:
             "result_ttl": 300,
             "failure_ttl": 7 * DAY,
         },
-        # Sink deliveries span about a day of retries before they are dead-lettered.
+        # Sink deliveries span about a day of retries (the sink's retry_span) before they are dead-lettered.
         "deliver": {
-            "retry": _retry(10, 60, 300, 1800, 7200, 18000, 36000, 36000),
+            "retry": retry_schedule(deliver_span),
             "job_timeout": 120,
             "result_ttl": 60,
             "failure_ttl": 14 * DAY,

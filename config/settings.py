@@ -1,8 +1,9 @@
 """igrelay's settings: the one place that reads the environment.
 
 ``Settings.from_env()`` reads ``os.environ`` over an optional ``.env`` file in the working
-directory and the optional TOML file named by ``IGRELAY_CONFIG``. Every value is checked here;
-a bad one raises ``ConfigError`` whose text is one line naming the variable.
+directory and the optional TOML file named by ``IGRELAY_CONFIG``. Every value is checked here,
+the TOML tables read while the processes run (``[fetch]``, ``[graph]``, ``[watchdog]``,
+``[metrics]``) included; a bad one raises ``ConfigError`` whose text is one line naming it.
 Secrets are kept out of ``repr()`` so a logged ``Settings`` leaks nothing.
 """
 
@@ -112,7 +113,7 @@ def redact_url(url: str, path_chars: int | None = 12) -> str:
 
 @dataclass(frozen=True)
 class Settings:
-    """Typed, validated configuration (see CONTRACT.md section 2)."""
+    """Typed, validated configuration; the TOML tables' values are checked and typed on construction."""
 
     app_secrets: tuple[str, ...] = field(default=(), repr=False)
     verify_token: str | None = field(default=None, repr=False)
@@ -134,6 +135,28 @@ class Settings:
     sink_secret: str | None = field(default=None, repr=False)
     sink_allow_private: bool = False
     redis_tls_verify: bool = True
+    # From the TOML config, checked and typed in __post_init__.
+    fetch_threads: int = field(init=False)  # [fetch] threads: Graph calls in flight per fetch job
+    fetch_batch: int = field(init=False)  # [fetch] batch: media per fetch job
+    graph_timeout: tuple[float, float] = field(init=False)  # [graph] connect_timeout, read_timeout (seconds)
+    watchdog_interval: int = field(init=False)  # [watchdog] interval: seconds between checks (at least 60)
+    watchdog_quiet: int = field(init=False)  # [watchdog] quiet: seconds without deliveries that count as stopped
+
+    def __post_init__(self) -> None:
+        fetch, graph, watchdog = (self.section(name) for name in ("fetch", "graph", "watchdog"))
+        typed = {
+            "fetch_threads": _toml_int("fetch", "threads", fetch.get("threads", 32)),
+            "fetch_batch": _toml_int("fetch", "batch", fetch.get("batch", 200)),
+            "graph_timeout": (
+                _toml_seconds("graph", "connect_timeout", graph.get("connect_timeout", 3.05)),
+                _toml_seconds("graph", "read_timeout", graph.get("read_timeout", 5.0)),
+            ),
+            "watchdog_interval": max(_toml_duration("watchdog", "interval", watchdog.get("interval", "1h")), 60),
+            "watchdog_quiet": _toml_duration("watchdog", "quiet", watchdog.get("quiet", "48h")),
+        }
+        for name, value in typed.items():
+            object.__setattr__(self, name, value)  # frozen: set once, here
+        _check_metrics(self.section("metrics"))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, dotenv: bool = True) -> Settings:
@@ -224,6 +247,34 @@ class Settings:
         if not isinstance(value, Mapping):
             raise ConfigError(f"IGRELAY_CONFIG: [{name}] must be a table")
         return value
+
+
+def _toml_int(table: str, key: str, raw: Any) -> int:
+    if isinstance(raw, bool):
+        raise ConfigError(f"IGRELAY_CONFIG [{table}] {key}: {raw!r} is not a whole number")
+    return _parse_int(f"IGRELAY_CONFIG [{table}] {key}", str(raw), 1)
+
+
+def _toml_seconds(table: str, key: str, raw: Any) -> float:
+    name = f"IGRELAY_CONFIG [{table}] {key}"
+    try:
+        value = float(raw) if not isinstance(raw, bool) else -1.0
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: {raw!r} is not a number of seconds") from None
+    if not value > 0:
+        raise ConfigError(f"{name}: must be more than 0 seconds, got {raw!r}")
+    return value
+
+
+def _toml_duration(table: str, key: str, raw: Any) -> int:
+    return parse_duration(f"IGRELAY_CONFIG [{table}] {key}", str(raw))
+
+
+def _check_metrics(table: Mapping[str, Any]) -> None:
+    """Each ``[metrics]`` entry overrides a media kind's metric set: a list of names."""
+    for key, value in table.items():
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise ConfigError(f"IGRELAY_CONFIG: [metrics] {key} must be a list of metric names")
 
 
 def _parse_bool(name: str, raw: str) -> bool:

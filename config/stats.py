@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-STATS_KEY = "igrelay:stats"
+from config import contract
 
 
 def field(name: str, **labels: str) -> str:
@@ -28,4 +28,4 @@ def parse_field(raw: str) -> tuple[str, dict[str, str]]:
 
 def incr(redis: Any, name: str, amount: int = 1, **labels: str) -> None:
     """``HINCRBY`` on ``redis`` (a client or a pipeline)."""
-    redis.hincrby(STATS_KEY, field(name, **labels), amount)
+    redis.hincrby(contract.STATS, field(name, **labels), amount)

@@ -14,7 +14,7 @@ from conftest import make_settings, run_worker
 from rq import Queue
 from rq.registry import StartedJobRegistry
 
-from config import stats
+from config import contract, rq, stats
 from config.rq import QUEUE, SERIALIZER
 from workers import delivery, failed
 from workers import records as R
@@ -50,7 +50,7 @@ def drain(settings, release, rounds: int = 15) -> None:  # type: ignore[no-untyp
 
 
 def counter(redis, sink: str, outcome: str) -> int:  # type: ignore[no-untyped-def]
-    raw = redis.hget(stats.STATS_KEY, stats.field(delivery.METRIC, sink=sink, outcome=outcome))
+    raw = redis.hget(contract.STATS, stats.field(delivery.STAT, sink=sink, outcome=outcome))
     return int(raw or 0)
 
 
@@ -70,12 +70,12 @@ def test_emit_in_a_pipeline_names_sinks_not_urls(tmp_path, redis, receiver) -> N
 
 
 def test_retry_schedule_is_exponential_jittered_and_spans_the_day() -> None:
-    a, b = delivery.retry_schedule(86400), delivery.retry_schedule(86400)
+    a, b = rq.retry_schedule(86400), rq.retry_schedule(86400)
     assert a.intervals != b.intervals  # jitter
     assert 0.8 * 86400 <= sum(a.intervals) <= 1.2 * 86400
     assert a.intervals[0] < a.intervals[1] < a.intervals[2] < a.intervals[3]
     assert 8 <= a.intervals[0] <= 12 and max(a.intervals) <= 6 * 3600 * 1.2
-    assert sum(delivery.retry_schedule(60).intervals) <= 80
+    assert sum(rq.retry_schedule(60).intervals) <= 80
 
 
 def test_sink_down_then_back_delivers_everything_once(tmp_path, redis, receiver, release_scheduled) -> None:

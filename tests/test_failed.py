@@ -5,8 +5,9 @@ from __future__ import annotations
 from conftest import make_settings, run_worker
 from rq import Queue, Retry
 
+from config import contract
 from config.rq import QUEUE, SERIALIZER
-from workers import delivery, failed
+from workers import failed
 from workers import records as R
 from workers.sinks import _ledger as ledger
 
@@ -55,7 +56,7 @@ def test_replay_of_a_sink_re_enables_it_and_skips_records_already_sent(tmp_path,
     records = [R.account_insights("1", f"2026-11-0{i}", {"reach": i}, {}, "poll") for i in (1, 2)]
     queue = Queue(QUEUE, connection=redis, serializer=SERIALIZER)
     ledger.disable(redis, name, 0)
-    queue.enqueue(delivery.DELIVER_JOB, args=(name, records), retry=Retry(max=1, interval=[10]), failure_ttl=3600)
+    queue.enqueue(contract.Jobs.DELIVER, args=(name, records), retry=Retry(max=1, interval=[10]), failure_ttl=3600)
     run_worker(settings)
     [dead] = failed.list_failed(redis, sink=name)
     assert dead["records"] == 2 and dead["exception"] == "PermanentSinkError"

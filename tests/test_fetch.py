@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from config import stats
+from config import contract, stats
 from igrelay import payloads
 from tests.conftest import SECRET, run_worker
 from workers import context, fetch, media_state, metric_registry, schedule
@@ -36,7 +36,7 @@ def media_of(sb, account: str, product: str, kind: str | None = None) -> str:  #
 
 def known(redis, account: str, media_id: str, product: str, media_type: str = "IMAGE") -> None:  # type: ignore[no-untyped-def]
     """What polling would have stored about a media."""
-    redis.hset(media_state.media_key(account, media_id), mapping={"kind": product, "media_type": media_type})
+    redis.hset(contract.media(account, media_id), mapping={"kind": product, "media_type": media_type})
 
 
 def due(redis, account: str, media_id: str, at: float | None = None, trigger: str = "comments") -> None:  # type: ignore[no-untyped-def]
@@ -44,7 +44,7 @@ def due(redis, account: str, media_id: str, at: float | None = None, trigger: st
 
 
 def counter(redis, name: str, **labels: str) -> int:  # type: ignore[no-untyped-def]
-    return int(redis.hget(stats.STATS_KEY, stats.field(name, **labels)) or 0)
+    return int(redis.hget(contract.STATS, stats.field(name, **labels)) or 0)
 
 
 def test_each_media_type_becomes_a_record(graph_settings, graph_sandbox, redis, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -61,10 +61,10 @@ def test_each_media_type_becomes_a_record(graph_settings, graph_sandbox, redis, 
         assert record["kind"] == ("story_insights" if media.media_product_type == "STORY" else "media_insights")
         if media.story_viewers < 5:
             assert record["metrics"] == {} and set(record["unavailable"].values()) == {"not_enough_viewers"}
-            assert redis.zscore(schedule.DUE_KEY, schedule.member(account, media_id)) is None
+            assert redis.zscore(contract.FETCH_DUE, contract.media_member(account, media_id)) is None
         else:
             assert record["metrics"]["reach"] > 0 and record["permalink"].startswith("https://www.instagram.com/")
-            next_at = redis.zscore(schedule.DUE_KEY, schedule.member(account, media_id))
+            next_at = redis.zscore(contract.FETCH_DUE, contract.media_member(account, media_id))
             assert next_at == pytest.approx(time.time() + 3600, abs=30)
     assert graph_sandbox.tokens_seen_in_url == 0
 
@@ -146,11 +146,11 @@ def test_throttle_pauses_the_account_and_reschedules(graph_settings, graph_sandb
     now = time.time()
     run_due(graph_settings, redis, now)
     calls = graph_sandbox.total_calls
-    assert 1 <= calls <= fetch.options(graph_settings)[0]  # at most the calls already in flight
-    assert int(redis.get(media_state.paused_key(account))) == pytest.approx(now + 60, abs=5)
-    scores = [redis.zscore(schedule.DUE_KEY, schedule.member(account, m)) for m in ids]
+    assert 1 <= calls <= graph_settings.fetch_threads  # at most the calls already in flight
+    assert int(redis.get(contract.paused_until(account))) == pytest.approx(now + 60, abs=5)
+    scores = [redis.zscore(contract.FETCH_DUE, contract.media_member(account, m)) for m in ids]
     assert all(s == pytest.approx(now + 60, abs=5) for s in scores)
-    pauses = redis.hget("igrelay:stats", f"igrelay_rate_limit_pauses_total|account={account}")
+    pauses = redis.hget(contract.STATS, f"igrelay_rate_limit_pauses_total|account={account}")
     assert pauses == b"1"  # one pause for the account, not one per media
     due(redis, account, ids[0], now)  # a webhook during the pause
     assert run_due(graph_settings, redis, now + 30) == 0 and graph_sandbox.total_calls == calls
@@ -170,11 +170,11 @@ def test_expired_token_flags_the_account_and_stops_its_fetches(graph_settings, g
     graph_sandbox.expire_token(account)
     graph_sandbox.reset_calls()
     run_due(graph_settings, redis)
-    assert graph_sandbox.total_calls <= fetch.options(graph_settings)[0] + 2
+    assert graph_sandbox.total_calls <= graph_settings.fetch_threads + 2
     assert media_state.needs_reauth(redis, graph_settings, account)
     assert not media_state.needs_reauth(redis, graph_settings, other)
     assert counter(redis, "igrelay_account_needs_reauth_total", account=account) == 1
-    assert all(redis.zscore(schedule.DUE_KEY, schedule.member(account, m)) is None for m in ids)
+    assert all(redis.zscore(contract.FETCH_DUE, contract.media_member(account, m)) is None for m in ids)
     graph_sandbox.reset_calls()
     for media_id in ids:  # more comments arrive: no calls while the account is flagged
         due(redis, account, media_id)
@@ -194,7 +194,7 @@ def test_terminal_answers_become_records_with_reasons(graph_settings, graph_sand
     out = {r["media_id"]: r for r in records(tmp_path)}
     assert set(out[pre]["unavailable"].values()) == {"pre_conversion"}
     assert set(out[gone]["unavailable"].values()) == {"gone"}
-    assert redis.zcard(schedule.DUE_KEY) == 0  # no retry
+    assert redis.zcard(contract.FETCH_DUE) == 0  # no retry
     assert set(out[pre]["unavailable"]) == set(metric_registry.configured(graph_settings, "FEED", "IMAGE"))
     graph_sandbox.reset_calls()
     for media_id in (pre, gone):  # more comments later: Meta already said no, so no call and no new record
@@ -209,8 +209,8 @@ def test_ticker_runs_the_dispatcher_and_periodic_tasks(graph_settings, graph_san
     account = graph_sandbox.accounts[0]
     due(redis, account, media_of(graph_sandbox, account, "REELS"))
     ticker.run(context.Context(graph_settings, redis), consumer="test")
-    assert redis.zcard(schedule.DUE_KEY) == 0  # claimed and enqueued
-    assert redis.exists(f"igrelay:lock:poll:{account}") and redis.exists(f"igrelay:lock:token_refresh:{account}")
+    assert redis.zcard(contract.FETCH_DUE) == 0  # claimed and enqueued
+    assert redis.exists(contract.lock("poll", account)) and redis.exists(contract.lock("token_refresh", account))
 
 
 def test_transient_errors_back_off_boundedly(graph_settings, graph_sandbox, redis) -> None:  # type: ignore[no-untyped-def]
@@ -224,7 +224,7 @@ def test_transient_errors_back_off_boundedly(graph_settings, graph_sandbox, redi
     for _ in range(fetch.MAX_TRANSIENT + 1):
         items = fetch.claim(redis, now + 10**6)
         fetch.fetch_batch(redis, graph_settings, items)
-        delays.append(redis.zscore(schedule.DUE_KEY, schedule.member(account, media_id)) - time.time())
+        delays.append(redis.zscore(contract.FETCH_DUE, contract.media_member(account, media_id)) - time.time())
     assert delays[0] == pytest.approx(30, rel=0.3) and delays[1] == pytest.approx(60, rel=0.3)
     assert delays[-1] > 3000  # gave up: back on the regular refresh schedule
     assert counter(redis, "igrelay_fetches_total", outcome="failed") == 1
@@ -249,7 +249,7 @@ def test_no_token_in_redis(graph_settings, graph_sandbox, redis) -> None:  # typ
     assert any("TransientError" in t for t in texts)  # a stored failure, redacted
     assert not any(token.decode() in t for t in texts)
     for key in redis.scan_iter("*"):
-        if not key.startswith(b"igrelay:token:"):  # the one place a refreshed token is meant to be
+        if not key.startswith(contract.token("").encode()):  # the one place a refreshed token is meant to be
             assert token not in _dump(redis, key), key
 
 

@@ -6,9 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from config import stats
+from config import contract, stats
 from workers import graph, metric_registry
-from workers.graph_client import TOKEN_PREFIX, GraphClient, new_session
+from workers.graph_client import GraphClient, new_session
 
 
 @pytest.fixture
@@ -42,7 +42,7 @@ def test_withdrawn_metric_is_dropped_remembered_and_reported(client, graph_sandb
     first = client.media(account, media_id, "REELS")
     assert graph_sandbox.total_calls == 2
     assert first.unavailable["reposts"] == "unsupported" and first.metrics["views"] > 0
-    assert redis.sismember(metric_registry.withdrawn_key("v25.0", "REELS"), "reposts")
+    assert redis.sismember(contract.withdrawn_metrics("v25.0", "REELS"), "reposts")
     graph_sandbox.reset_calls()
     second = client.media(account, media_id, "REELS")
     assert graph_sandbox.total_calls == 1 and second.unavailable["reposts"] == "unsupported"
@@ -67,7 +67,7 @@ def test_errors_are_classified_redacted_and_counted(client, graph_sandbox, redis
     with pytest.raises(graph.ThrottledError) as caught:
         client.media(account, media_id, "FEED")
     assert caught.value.retry_after == 60  # the sandbox says 1 minute
-    counted = redis.hgetall(stats.STATS_KEY)
+    counted = redis.hgetall(contract.STATS)
     assert counted[stats.field("igrelay_graph_calls_total", outcome="throttled", account=account).encode()] == b"2"
     assert graph_sandbox.tokens_seen_in_url == 0
 
@@ -92,7 +92,7 @@ def test_refreshed_token_is_stored_and_preferred(client, graph_sandbox, redis) -
     old = graph_sandbox.token_for(account)
     new, lifetime = client.refresh_token(account)
     assert new != old and lifetime > 0
-    assert redis.hget(TOKEN_PREFIX + account, "token") == new.encode()
+    assert redis.hget(contract.token(account), "token") == new.encode()
     assert client.token(account) == new
     graph_sandbox.reset_calls()
     client.describe(account, media_of(graph_sandbox, account, "FEED"))

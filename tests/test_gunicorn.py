@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from config import contract
 from igrelay.payloads import sign
 from tests.conftest import SECRET, TEST_REDIS_URL, VERIFY_TOKEN
 
@@ -79,7 +80,7 @@ def test_procfile_web_serves_signed_deliveries(web, redis):
     body = b'{"object":"instagram","entry":[{"id":"1","time":1,"changes":[]}]}'
     answer = requests.post(web + "/webhook", data=body, headers={"X-Hub-Signature-256": sign(body, SECRET)}, timeout=5)
     assert answer.status_code == 200
-    assert redis.xlen("igrelay:inbox") == 1
+    assert redis.xlen(contract.INBOX) == 1
     assert requests.get(web + "/readyz", timeout=5).status_code == 200
 
 
@@ -98,7 +99,7 @@ def test_chunked_oversize_is_413(web, redis):
         headers={"X-Hub-Signature-256": sign(small, SECRET)},
     )
     assert answer.status_code == 200
-    assert redis.xlen("igrelay:inbox") == 1
+    assert redis.xlen(contract.INBOX) == 1
 
 
 def test_web_refuses_to_start_without_secret_in_one_line():

@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+from config import contract
 from igrelay import payloads
 from tests.conftest import SECRET, run_worker
 from workers import ingest, schedule
@@ -35,7 +36,7 @@ def test_every_sample_becomes_records_once(client, settings, redis, tmp_path):
     assert not any(r["trigger"] == "some_future_field" for r in out)
     # 10 samples: comment ids 1..8 (8 comments/live/missing-changes/array/unknown), 1 mention, 3 messaging, 1 story
     assert len(out) == 13
-    assert redis.xlen("igrelay:inbox") == 0
+    assert redis.xlen(contract.INBOX) == 0
     metrics = client.get("/metrics").data.decode()
     assert 'igrelay_changes_total{field="comments",outcome="duplicate"}' in metrics
     assert 'igrelay_changes_total{field="unknown",outcome="ignored"} 4.0' in metrics
@@ -59,7 +60,7 @@ def test_comments_request_one_debounced_fetch_per_media(client, settings, redis)
             post(client, payloads.encode(payloads.delivery("comments", "17841400000000001", media, 10)))
     post(client, payloads.encode(payloads.delivery("mentions", "17841400000000001", "m3", 1)))
     run_worker(settings)
-    due = dict(redis.zrange(schedule.DUE_KEY, 0, -1, withscores=True))
+    due = dict(redis.zrange(contract.FETCH_DUE, 0, -1, withscores=True))
     assert set(due) == {b"17841400000000001:m1", b"17841400000000001:m2"}  # mentions: someone else's media
     assert b"igrelay_fetch_coalesced_total 98.0" in client.get("/metrics").data
 
@@ -68,14 +69,14 @@ def test_fetch_request_only_moves_earlier(redis):
     assert schedule.request_fetch(redis, "a", "m", "schedule", 5000.0) == 1
     assert schedule.request_fetch(redis, "a", "m", "comments", 100.0) == 1
     assert schedule.request_fetch(redis, "a", "m", "comments", 130.0) == 0
-    assert redis.zscore(schedule.DUE_KEY, "a:m") == 100.0
-    assert redis.hget(schedule.TRIGGER_KEY, "a:m") == b"comments"
+    assert redis.zscore(contract.FETCH_DUE, "a:m") == 100.0
+    assert redis.hget(contract.FETCH_TRIGGER, "a:m") == b"comments"
 
 
 def test_entries_of_a_killed_consumer_are_claimed_again(client, settings, redis, tmp_path, monkeypatch):
     post(client, payloads.encode(payloads.delivery("comments", "17841400000000001", "18111", 2)))
     ingest.ensure_group(redis)
-    redis.xreadgroup(ingest.GROUP, "dead-worker", {ingest.INBOX_KEY: ">"}, count=10)  # read, never acked
+    redis.xreadgroup(contract.INBOX_GROUP, "dead-worker", {contract.INBOX: ">"}, count=10)  # read, never acked
     ingest.drain(redis, settings, consumer="live-worker")
     run_worker(settings)
     assert records(tmp_path) == []  # not idle long enough yet: still the dead worker's
@@ -83,7 +84,7 @@ def test_entries_of_a_killed_consumer_are_claimed_again(client, settings, redis,
     ingest.drain(redis, settings, consumer="live-worker")
     run_worker(settings)
     assert len(records(tmp_path)) == 2
-    assert redis.xpending(ingest.INBOX_KEY, ingest.GROUP)["pending"] == 0
+    assert redis.xpending(contract.INBOX, contract.INBOX_GROUP)["pending"] == 0
 
 
 def test_a_requeued_drain_takes_back_its_own_entries_at_once(client, settings, redis, tmp_path):
@@ -91,21 +92,21 @@ def test_a_requeued_drain_takes_back_its_own_entries_at_once(client, settings, r
     entries without the 60 s wait that entries of a vanished consumer need."""
     post(client, payloads.encode(payloads.delivery("comments", "17841400000000001", "18111", 2)))
     ingest.ensure_group(redis)
-    redis.xreadgroup(ingest.GROUP, "job-42", {ingest.INBOX_KEY: ">"}, count=10)  # read, then cut short
+    redis.xreadgroup(contract.INBOX_GROUP, "job-42", {contract.INBOX: ">"}, count=10)  # read, then cut short
     ingest.drain(redis, settings, consumer="job-7")
     run_worker(settings)
     assert records(tmp_path) == []  # another job may not take them yet
     ingest.drain(redis, settings, consumer="job-42")  # the same job, run again
     run_worker(settings)
     assert len(records(tmp_path)) == 2
-    assert redis.xpending(ingest.INBOX_KEY, ingest.GROUP)["pending"] == 0
-    assert not redis.xinfo_consumers(ingest.INBOX_KEY, ingest.GROUP)  # both retired
+    assert redis.xpending(contract.INBOX, contract.INBOX_GROUP)["pending"] == 0
+    assert not redis.xinfo_consumers(contract.INBOX, contract.INBOX_GROUP)  # both retired
 
 
 def test_crash_after_dedupe_does_not_lose_changes(client, settings, redis, tmp_path, monkeypatch):
     post(client, payloads.encode(payloads.delivery("comments", "17841400000000001", "18111", 3)))
     ingest.ensure_group(redis)
-    entries = redis.xreadgroup(ingest.GROUP, "w1", {ingest.INBOX_KEY: ">"}, count=10)[0][1]
+    entries = redis.xreadgroup(contract.INBOX_GROUP, "w1", {contract.INBOX: ">"}, count=10)[0][1]
     parsed = [(e.decode(), ingest._changes(d)) for e, d in entries]
     assert len(ingest._dedupe(redis, parsed)) == 3  # marked seen, then the worker dies before emitting
     monkeypatch.setattr(ingest, "CLAIM_IDLE_MS", 0)

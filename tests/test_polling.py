@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import time
 
+from config import contract
 from tests.conftest import run_worker
-from workers import context, fetch, media_state, polling, schedule
-from workers.graph_client import TOKEN_PREFIX, GraphClient, new_session
+from workers import context, fetch, media_state, polling
+from workers.graph_client import GraphClient, new_session
 
 
 def records(tmp_path) -> list[dict]:  # type: ignore[no-untyped-def]
@@ -31,18 +32,18 @@ def test_polling_finds_new_media_once(graph_settings, graph_sandbox, redis) -> N
     account = graph_sandbox.accounts[0]
     expected = listed(graph_sandbox, account)
     assert polling.poll_account(redis, graph_settings, account) == len(expected)
-    due = {m.decode().split(":")[1] for m in redis.zrange(schedule.DUE_KEY, 0, -1)}
+    due = {m.decode().split(":")[1] for m in redis.zrange(contract.FETCH_DUE, 0, -1)}
     assert due == expected
-    assert redis.hget(schedule.TRIGGER_KEY, schedule.member(account, next(iter(expected)))) == b"poll"
+    assert redis.hget(contract.FETCH_TRIGGER, contract.media_member(account, next(iter(expected)))) == b"poll"
     graph_sandbox.reset_calls()
     assert polling.poll_account(redis, graph_settings, account) == 0
     assert graph_sandbox.total_calls == 2  # one page of /media, one of /stories
     new = graph_sandbox.add_media(account, "REELS", "VIDEO")
     story = graph_sandbox.add_media(account, "STORY", "VIDEO")
     assert polling.poll_account(redis, graph_settings, account) == 2
-    state = redis.hgetall(media_state.media_key(account, new))
+    state = redis.hgetall(contract.media(account, new))
     assert state[b"kind"] == b"REELS" and b"first_seen" in state
-    assert redis.hget(media_state.media_key(account, story), b"kind") == b"STORY"
+    assert redis.hget(contract.media(account, story), b"kind") == b"STORY"
 
 
 def test_polling_pages_down_to_what_is_known(graph_settings, graph_sandbox, redis) -> None:  # type: ignore[no-untyped-def]
@@ -75,8 +76,8 @@ def test_story_is_looked_at_once_more_before_it_expires(graph_settings, graph_sa
     items = [i for i in fetch.claim(redis, time.time()) if i[1] == story]
     fetch.fetch_batch(redis, graph_settings, items)
     posted = graph_sandbox.media(story).timestamp.timestamp()
-    first_seen = int(redis.hget(media_state.media_key(account, story), "first_seen"))
-    assert redis.zscore(schedule.DUE_KEY, schedule.member(account, story)) == first_seen + 3600  # 1 h after
+    first_seen = int(redis.hget(contract.media(account, story), "first_seen"))
+    assert redis.zscore(contract.FETCH_DUE, contract.media_member(account, story)) == first_seen + 3600  # 1 h after
     assert (
         media_state.next_refresh(first_seen, first_seen + 3601, graph_settings.refresh_schedule, posted)
         == posted + 23 * 3600
@@ -103,7 +104,7 @@ def test_token_refresh_after_24_hours_stores_and_uses_the_new_token(graph_settin
     assert not polling.refresh_token(redis, graph_settings, account, now)  # first seen now: too young
     assert not polling.refresh_token(redis, graph_settings, account, now + 3600)
     assert polling.refresh_token(redis, graph_settings, account, now + 25 * 3600)
-    new = redis.hget(TOKEN_PREFIX + account, "token").decode()
+    new = redis.hget(contract.token(account), "token").decode()
     assert new != old and graph_sandbox.calls["refresh_token"] == 1
     assert not polling.refresh_token(redis, graph_settings, account, time.time() + 3600)  # the new one is young
     graph_sandbox.expire_token(account)  # the old token dies; the new one keeps working

@@ -83,6 +83,36 @@ def test_toml_config_and_dotenv(tmp_path, monkeypatch):
     assert s.section("metrics")["REELS"] == ["views", "reach"]
 
 
+@pytest.mark.parametrize(
+    "toml,named",
+    [
+        ('[fetch]\nthreads = "many"\n', "[fetch] threads"),
+        ("[fetch]\nbatch = 0\n", "[fetch] batch"),
+        ('[graph]\nread_timeout = "slow"\n', "[graph] read_timeout"),
+        ('[watchdog]\ninterval = "often"\n', "[watchdog] interval"),
+        ("[watchdog]\nquiet = true\n", "[watchdog] quiet"),
+        ('[metrics]\nREELS = "views"\n', "[metrics] REELS"),
+        ("fetch = 3\n", "[fetch]"),
+    ],
+)
+def test_a_bad_toml_value_read_at_runtime_stops_the_start_naming_it(tmp_path, toml, named):
+    conf = tmp_path / "igrelay.toml"
+    conf.write_text(toml)
+    with pytest.raises(ConfigError, match="IGRELAY_CONFIG") as info:
+        Settings.from_env({"IGRELAY_CONFIG": str(conf)})
+    assert named in str(info.value) and "\n" not in str(info.value)
+
+
+def test_toml_tables_read_at_runtime_are_typed_once(tmp_path):
+    conf = tmp_path / "igrelay.toml"
+    conf.write_text('[fetch]\nthreads = "4"\nbatch = 50\n[graph]\nread_timeout = 2\n[watchdog]\ninterval = "10s"\n')
+    s = Settings.from_env({"IGRELAY_CONFIG": str(conf)})
+    assert (s.fetch_threads, s.fetch_batch, s.graph_timeout) == (4, 50, (3.05, 2.0))
+    assert (s.watchdog_interval, s.watchdog_quiet) == (60, 48 * 3600)  # checks at most once a minute
+    defaults = Settings.from_env({})
+    assert (defaults.fetch_threads, defaults.fetch_batch, defaults.watchdog_interval) == (32, 200, 3600)
+
+
 def test_redact_url_hides_passwords_and_hook_paths():
     assert "pw" not in redact_url("postgresql://user:pw@db.example/x")
     assert "T000/B000/XXXXSECRET" not in redact_url("slack://hooks.slack.com/services/T000/B000/XXXXSECRET")

@@ -7,15 +7,15 @@ import time
 
 from rq import Queue
 
-from config import stats
+from config import contract, stats
 from config.rq import QUEUE, SERIALIZER
-from workers import context, subscriptions, watchdog
+from workers import context, jobs, subscriptions, watchdog
 from workers.graph_client import GraphClient, new_session
 
 
 def alerts(redis, account: str, problem: str) -> int:  # type: ignore[no-untyped-def]
     return int(
-        redis.hget(stats.STATS_KEY, stats.field("igrelay_watchdog_alerts_total", account=account, problem=problem)) or 0
+        redis.hget(contract.STATS, stats.field("igrelay_watchdog_alerts_total", account=account, problem=problem)) or 0
     )
 
 
@@ -50,9 +50,9 @@ def test_deliveries_that_stopped_are_flagged(graph_settings, graph_sandbox, redi
     account = graph_sandbox.accounts[0]
     subscribe(graph_settings, redis, account, ["comments", "live_comments"])
     now = time.time()
-    redis.set(f"igrelay:account:{account}:last_delivery", int(now - 3600))
+    redis.set(contract.last_delivery(account), int(now - 3600))
     assert watchdog.watch(redis, graph_settings, account, now) == {}
-    redis.delete(f"igrelay:account:{account}:last_delivery")  # expired: the watchdog remembers it
+    redis.delete(contract.last_delivery(account))  # expired: the watchdog remembers it
     problems = watchdog.watch(redis, graph_settings, account, now + 3 * 86400)
     assert set(problems) == {"deliveries_stopped"} and alerts(redis, account, "deliveries_stopped") == 1
 
@@ -69,8 +69,8 @@ def test_due_checks_each_account_once_per_interval(graph_settings, graph_sandbox
     assert watchdog.due(ctx) == len(graph_sandbox.accounts)
     assert watchdog.due(ctx) == 0
     queue = Queue(QUEUE, connection=redis, serializer=SERIALIZER)
-    assert all(job.func_name == "workers.watchdog.watch_job" for job in queue.jobs)
-    assert sorted(watchdog.watch_job(graph_sandbox.accounts[1])) == ["not_subscribed"]
+    assert all(job.func_name == contract.Jobs.WATCHDOG for job in queue.jobs)
+    assert sorted(jobs.watchdog(graph_sandbox.accounts[1])) == ["not_subscribed"]
 
 
 def test_check_shows_the_watchdog_verdict(graph_settings, graph_sandbox, redis) -> None:  # type: ignore[no-untyped-def]

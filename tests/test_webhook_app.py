@@ -6,6 +6,7 @@ from pathlib import Path
 
 from redis import Redis
 
+from config import contract
 from igrelay.payloads import sign
 from tests.conftest import OTHER_SECRET, SECRET, VERIFY_TOKEN, make_settings
 from webhook import create_app
@@ -28,6 +29,16 @@ def test_handshake(client):
     assert client.get("/webhook?hub.mode=subscribe&hub.challenge=1").status_code == 400
 
 
+def test_handshakes_are_counted_by_outcome(client, redis):
+    client.get(f"/webhook?hub.mode=subscribe&hub.verify_token={VERIFY_TOKEN}&hub.challenge=1")
+    client.get("/webhook?hub.mode=subscribe&hub.verify_token=bad&hub.challenge=1")
+    client.get("/webhook?hub.mode=subscribe&hub.challenge=1")
+    counted = {k.decode(): int(v) for k, v in redis.hgetall(contract.STATS).items()}
+    assert counted["igrelay_handshakes_total|outcome=answered"] == 1
+    assert counted["igrelay_handshakes_total|outcome=refused"] == 2
+    assert b'igrelay_handshakes_total{outcome="refused"} 2.0' in client.get("/metrics").data
+
+
 def test_script_challenge_is_plain_text(client):
     answer = client.get(f"/webhook?hub.mode=subscribe&hub.verify_token={VERIFY_TOKEN}&hub.challenge=<script>")
     assert answer.mimetype == "text/plain" and answer.headers["X-Content-Type-Options"] == "nosniff"
@@ -36,7 +47,7 @@ def test_script_challenge_is_plain_text(client):
 def test_signed_delivery_is_stored_before_200(client, redis):
     answer = post(client, SAMPLE)
     assert answer.status_code == 200 and answer.is_json
-    (entry,) = redis.xrange("igrelay:inbox")
+    (entry,) = redis.xrange(contract.INBOX)
     assert entry[1][b"b"] == SAMPLE
 
 
@@ -48,13 +59,13 @@ def test_unsigned_or_wrong_signature_is_401_and_stores_nothing(client, redis):
     assert post(client, SAMPLE, signature=False).status_code == 401
     assert post(client, SAMPLE, sign(SAMPLE, "nope")).status_code == 401
     assert post(client, b"garbage", sign(b"garbage", "nope")).status_code == 401
-    assert redis.xlen("igrelay:inbox") == 0 and redis.llen("rq:queue:igrelay") == 0
+    assert redis.xlen(contract.INBOX) == 0 and redis.llen("rq:queue:igrelay") == 0
 
 
 def test_signed_non_envelope_is_400(client, redis):
     for body in (b"not json", b'{"object":"instagram"}', b"[]"):
         assert post(client, body).status_code == 400
-    assert redis.xlen("igrelay:inbox") == 0
+    assert redis.xlen(contract.INBOX) == 0
 
 
 def test_oversized_is_413_with_and_without_length(tmp_path, redis):
@@ -69,7 +80,7 @@ def test_oversized_is_413_with_and_without_length(tmp_path, redis):
         headers={"Transfer-Encoding": "chunked", "X-Hub-Signature-256": sign(body, SECRET)},
     )
     assert chunked.status_code == 413
-    assert redis.xlen("igrelay:inbox") == 0
+    assert redis.xlen(contract.INBOX) == 0
 
 
 def test_redis_down_is_503_within_two_seconds(tmp_path):
@@ -92,7 +103,7 @@ def test_redis_out_of_memory_is_503_and_the_next_delivery_is_stored(client, redi
         redis.config_set("maxmemory", "0")
     # The refused XADD left two replies unread: the store must not read them as the next answers.
     assert post(client, SAMPLE).status_code == 200
-    assert [e[1][b"b"] for e in redis.xrange("igrelay:inbox")] == [SAMPLE]
+    assert [e[1][b"b"] for e in redis.xrange(contract.INBOX)] == [SAMPLE]
 
 
 def test_connection_closed_by_redis_between_deliveries_costs_no_503(client, redis):
@@ -102,7 +113,7 @@ def test_connection_closed_by_redis_between_deliveries_costs_no_503(client, redi
         killed = redis.client_kill_filter(_type="normal", skipme=True)
         assert killed >= 1
         assert post(client, SAMPLE).status_code == 200
-    assert redis.xlen("igrelay:inbox") == 4
+    assert redis.xlen(contract.INBOX) == 4
 
 
 def _commands_for(client, redis, n_changes):
@@ -110,7 +121,7 @@ def _commands_for(client, redis, n_changes):
 
     changes = [{"field": "comments", "value": {"id": str(i), "media": {"id": "1"}}} for i in range(n_changes)]
     body = json.dumps({"object": "instagram", "entry": [{"id": "1", "time": 1, "changes": changes}]}).encode()
-    redis.set("igrelay:inbox:pending", 1)  # a drain job is on its way: the request does no enqueue
+    redis.set(contract.INBOX_PENDING, 1)  # a drain job is on its way: the request does no enqueue
     assert post(client, SAMPLE).status_code == 200  # the store's connection is open (HELLO, SELECT)
     redis.config_resetstat()
     assert post(client, body).status_code == 200
@@ -152,4 +163,4 @@ def test_body_shorter_than_its_content_length_is_400(client, redis):
         headers={"X-Hub-Signature-256": sign(SAMPLE, SECRET)},
         environ_overrides={"wsgi.input": io.BytesIO(SAMPLE[:100]), "CONTENT_LENGTH": str(len(SAMPLE))},
     )
-    assert answer.status_code == 400 and redis.xlen("igrelay:inbox") == 0
+    assert answer.status_code == 400 and redis.xlen(contract.INBOX) == 0

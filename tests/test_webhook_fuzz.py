@@ -3,6 +3,7 @@
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from config import contract
 from igrelay.payloads import sign
 from tests.conftest import SECRET
 
@@ -47,4 +48,4 @@ def test_signed_arbitrary_json_is_200_or_400(client, redis, payload):
 @given(body=st.binary(max_size=500))
 def test_nothing_unsigned_is_stored(client, redis, body):
     client.post("/webhook", data=body, headers={"X-Hub-Signature-256": sign(body, "not-the-secret")})
-    assert redis.xlen("igrelay:inbox") == 0
+    assert redis.xlen(contract.INBOX) == 0

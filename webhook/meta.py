@@ -1,5 +1,6 @@
 """Meta's webhook protocol without I/O: handshake, signature, envelope. Bytes and mappings in,
-values or exceptions out; no Flask here.
+values or exceptions out; no Flask here. The envelope's shape is checked by ``config.envelope``,
+which the worker walks with the same rules.
 
 Exceptions, mapped to HTTP status at one edge (``webhook.views``)::
 
@@ -13,10 +14,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+
+from config.envelope import EnvelopeError, envelopes
 
 _SIG = re.compile(r"sha256=([0-9a-f]{64})")
 
@@ -88,7 +90,7 @@ def _escape_non_ascii(body: bytes) -> bytes:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         return body
-    out = []
+    out: list[str] = []
     for ch in text:
         code = ord(ch)
         if code < 0x80:
@@ -112,18 +114,7 @@ class Envelope:
 def parse_envelope(body: bytes) -> Envelope:
     """Check ``body`` is ``{"object": str, "entry": [...]}`` or a JSON array of those."""
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise PayloadError("body is not JSON") from exc
-    items = data if isinstance(data, list) else [data]
-    if not items:
-        raise PayloadError("empty array")
-    objects, entries = [], 0
-    for item in items:
-        if not isinstance(item, dict) or not isinstance(item.get("object"), str):
-            raise PayloadError("expected an object with 'object' and 'entry'")
-        if not isinstance(item.get("entry"), list):
-            raise PayloadError("'entry' must be a list")
-        objects.append(item["object"])
-        entries += len(item["entry"])
-    return Envelope(tuple(objects), entries)
+        items = envelopes(body)
+    except EnvelopeError as exc:
+        raise PayloadError(str(exc)) from exc
+    return Envelope(tuple(item["object"] for item in items), sum(len(item["entry"]) for item in items))

@@ -3,7 +3,7 @@
 ``put()`` writes three commands at once on the store's own connection and reads their three
 replies: ``XADD`` of the raw body to the inbox stream, ``SET NX`` of a "drain pending" flag, and
 the accepted counter. Only the request that finds no flag enqueues the
-``workers.jobs.drain_inbox`` job (by dotted path), so under load a delivery costs one round trip
+drain job (by its dotted path, ``config.contract.Jobs.DRAIN_INBOX``), so under load a delivery costs one round trip
 whatever the number of changes in it; the worker's 5 s tick drains the inbox too, so a lost kick
 delays a delivery but never loses it.
 
@@ -26,12 +26,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from rq import Queue
 
-from config import stats
+from config import contract, stats
 from config.rq import QUEUE, SERIALIZER, presets
-
-INBOX_KEY = "igrelay:inbox"
-PENDING_KEY = "igrelay:inbox:pending"
-DRAIN_JOB = "workers.jobs.drain_inbox"
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +55,9 @@ class DeliveryStore:
     def put(self, body: bytes) -> str:
         """Store ``body``; return its stream entry id. Raises ``StoreUnavailable``."""
         commands = [
-            ("XADD", INBOX_KEY, "*", "b", body, "t", f"{time.time():.3f}"),
-            ("SET", PENDING_KEY, "1", "NX", "EX", PENDING_TTL),
-            ("HINCRBY", stats.STATS_KEY, _ACCEPTED, 1),
+            ("XADD", contract.INBOX, "*", "b", body, "t", f"{time.time():.3f}"),
+            ("SET", contract.INBOX_PENDING, "1", "NX", "EX", PENDING_TTL),
+            ("HINCRBY", contract.STATS, _ACCEPTED, 1),
         ]
         with self._lock:
             conn = self._connection()
@@ -104,15 +100,15 @@ class DeliveryStore:
 
     def _kick(self) -> None:
         try:
-            self.queue.enqueue(DRAIN_JOB, **presets()["ingest"])
+            self.queue.enqueue(contract.Jobs.DRAIN_INBOX, **presets()["ingest"])
         except RedisError as exc:
             # Stored already: the worker's tick drains the inbox even without this job.
             log.warning("drain job not enqueued (%s); the next tick will drain", type(exc).__name__)
 
-    def count(self, outcome: str) -> None:
-        """Best-effort counter for a request that stored nothing."""
+    def count(self, outcome: str, stat: str = "igrelay_deliveries_total") -> None:
+        """Best-effort count of a request that stored nothing (a refused delivery, a handshake)."""
         try:
-            stats.incr(self.redis, "igrelay_deliveries_total", outcome=outcome)
+            stats.incr(self.redis, stat, outcome=outcome)
         except RedisError:
             pass
 

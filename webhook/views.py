@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from flask import Blueprint, Request, Response, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from webhook import meta
-from webhook.metrics import render
+from webhook.prometheus import render
 from webhook.store import DeliveryStore, StoreUnavailable
 
 bp = Blueprint("webhook", __name__)
 log = logging.getLogger("igrelay.webhook")
 _OK = b'{"status":"ok"}'
+HANDSHAKES = "igrelay_handshakes_total"
 
 
-def _ctx() -> dict:
+def _ctx() -> dict[str, Any]:
     return current_app.extensions["igrelay"]  # type: ignore[no-any-return]
 
 
@@ -27,11 +29,14 @@ def _answer(status: int, message: str) -> Response:
 @bp.get("/webhook")
 def handshake() -> Response:
     """Meta's subscription handshake: echo ``hub.challenge`` for the right verify token."""
+    ctx = _ctx()
     try:
-        challenge = meta.handshake(request.args, _ctx()["settings"].verify_token)
+        challenge = meta.handshake(request.args, ctx["settings"].verify_token)
     except meta.HandshakeError as exc:
+        ctx["store"].count("refused", stat=HANDSHAKES)
         log.info("handshake refused", extra={"status": exc.status})
         return _answer(exc.status, str(exc))
+    ctx["store"].count("answered", stat=HANDSHAKES)
     log.info("handshake answered")
     response = Response(challenge, status=200, mimetype="text/plain")
     response.headers["X-Content-Type-Options"] = "nosniff"
@@ -109,6 +114,6 @@ def readyz() -> Response:
 
 
 @bp.get("/metrics")
-def metrics() -> Response:
-    """Prometheus text exposition."""
+def prometheus() -> Response:
+    """igrelay's stats in Prometheus text exposition."""
     return Response(render(_ctx()["redis"]), mimetype="text/plain; version=0.0.4; charset=utf-8")

@@ -4,7 +4,8 @@ One delivery holds entries, each with ``changes[]`` (comments, mentions, story_i
 and/or ``messaging[]`` (Messenger-style events). ``iter_changes`` flattens them into ``Change``
 values with a dedupe ``key`` that is the same whenever Meta re-sends the same change, in any
 batch (Meta re-batches on retry, so deliveries themselves are never the unit of dedupe).
-Documented oddities tolerated: array-wrapped bodies, ``time`` in s or ms, ``comment_id`` for
+The envelope itself is checked by ``config.envelope``, as the web checked it. Documented oddities
+tolerated: array-wrapped bodies, ``time`` in s or ms, ``comment_id`` for
 ``id``, an entry with ``field``/``value`` and no ``changes[]``.
 https://developers.facebook.com/docs/instagram-platform/webhooks/examples
 """
@@ -17,7 +18,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-MEDIA_FIELDS = frozenset({"comments", "live_comments"})
+from config.envelope import EnvelopeError, envelopes
+
+# Webhook fields about a comment on a media: they carry the comment's id and trigger a fetch of the media.
+COMMENT_FIELDS = frozenset({"comments", "live_comments"})
 MESSAGING_EVENTS = {  # event key in a messaging[] item -> webhook field it belongs to
     "message": "messages",
     "reaction": "message_reactions",
@@ -32,7 +36,7 @@ MESSAGING_EVENTS = {  # event key in a messaging[] item -> webhook field it belo
     "response_feedback": "response_feedback",
 }
 MESSAGING_FIELDS = frozenset(MESSAGING_EVENTS.values()) | {"message_echoes", "standby", "messaging"}
-KNOWN_FIELDS = MEDIA_FIELDS | {"mentions", "story_insights"} | MESSAGING_FIELDS
+KNOWN_FIELDS = COMMENT_FIELDS | {"mentions", "story_insights"} | MESSAGING_FIELDS
 
 
 @dataclass(frozen=True)
@@ -67,13 +71,11 @@ class MalformedDelivery(ValueError):
 def iter_changes(body: bytes | str) -> Iterator[Change]:
     """Every change in one delivery body, in order."""
     try:
-        data = json.loads(body)
-    except ValueError as exc:
-        raise MalformedDelivery("not JSON") from exc
-    for envelope in data if isinstance(data, list) else [data]:
-        if not isinstance(envelope, dict) or not isinstance(envelope.get("entry"), list):
-            raise MalformedDelivery("not an envelope")
-        obj = str(envelope.get("object", ""))
+        items = envelopes(body)
+    except EnvelopeError as exc:
+        raise MalformedDelivery(str(exc)) from exc
+    for envelope in items:
+        obj = envelope["object"]
         for entry in envelope["entry"]:
             if isinstance(entry, dict):
                 yield from _entry_changes(obj, entry)
@@ -132,7 +134,7 @@ def change_key(obj: str, account: str, field: str, value: dict[str, Any]) -> str
 
 
 def _identity(field: str, value: dict[str, Any]) -> str | None:
-    if field in MEDIA_FIELDS:
+    if field in COMMENT_FIELDS:
         ident = value.get("id") or value.get("comment_id")
         return str(ident) if ident else None
     if field == "mentions":

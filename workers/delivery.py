@@ -18,7 +18,6 @@ its sink by ``Sink.name``, never by URL (URLs can hold passwords and Slack hook 
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -29,37 +28,25 @@ from redis import Redis
 from rq import Queue, Retry, get_current_job
 from rq.job import Job
 
-from config import stats
+from config import contract, stats
 from config.rq import QUEUE, SERIALIZER, presets
 from config.settings import ConfigError, Settings, parse_duration
 from workers import sinks
 from workers.sinks import PermanentSinkError, Record, Sink, SinkError, SinkGone
 from workers.sinks import _ledger as ledger
 
-DELIVER_JOB = "workers.jobs.deliver"
 BATCH = 500
-METRIC = "igrelay_sink_deliveries_total"
+STAT = "igrelay_sink_deliveries_total"
 
 log = logging.getLogger("igrelay.delivery")
 
 
-def retry_schedule(span: int, first: int = 10, factor: int = 3, cap: int = 6 * 3600, jitter: float = 0.2) -> Retry:
-    """Exponential intervals with ±``jitter`` summing to about ``span`` seconds (then dead letter)."""
-    intervals: list[int] = []
-    total, step = 0, first
-    while total < span:
-        interval = min(step, cap, max(span - total, first))
-        intervals.append(max(1, round(interval * random.uniform(1 - jitter, 1 + jitter))))  # noqa: S311
-        total += interval
-        step *= factor
-    return Retry(max=len(intervals), interval=intervals)
-
-
 def job_options(options: Mapping[str, Any]) -> dict[str, Any]:
-    """Enqueue keywords for a delivery: the ``deliver`` preset with a jittered retry schedule."""
+    """Enqueue keywords for a delivery to a sink with these TOML ``options``: the ``deliver`` preset
+    over the sink's ``retry_span``."""
     raw = options.get("retry_span", "1d")
     span = int(raw) if isinstance(raw, (int, float)) else parse_duration("[sinks] retry_span", str(raw))
-    return {**presets()["deliver"], "retry": retry_schedule(span)}
+    return presets(deliver_span=span)["deliver"]
 
 
 def emit(redis: Redis, settings: Settings, records: Sequence[Record], pipeline: Any = None) -> int:
@@ -74,7 +61,7 @@ def emit(redis: Redis, settings: Settings, records: Sequence[Record], pipeline: 
         for start in range(0, len(chosen), BATCH):
             chunk = chosen[start : start + BATCH]
             queue.enqueue(
-                DELIVER_JOB,
+                contract.Jobs.DELIVER,
                 args=(name, chunk),
                 pipeline=pipeline,
                 description=f"deliver {len(chunk)} records to {name}",
@@ -134,7 +121,7 @@ def _send(redis: Redis, job: Job | None, name: str, sink: Sink, records: Sequenc
     keyed = sink.idempotent
     pending = list(records) if keyed else ledger.unsent(redis, name, records)
     if len(pending) < len(records):
-        stats.incr(redis, METRIC, len(records) - len(pending), sink=name, outcome="already_sent")
+        stats.incr(redis, STAT, len(records) - len(pending), sink=name, outcome="already_sent")
     if not pending:
         return
     if sink.at_most_once:
@@ -149,7 +136,7 @@ def _send(redis: Redis, job: Job | None, name: str, sink: Sink, records: Sequenc
         raise SinkError(f"sink {name}: unexpected {type(exc).__name__}") from None
     if not keyed and not sink.at_most_once:
         ledger.mark(redis, name, [str(r["id"]) for r in pending])
-    stats.incr(redis, METRIC, len(pending), sink=name, outcome="delivered")
+    stats.incr(redis, STAT, len(pending), sink=name, outcome="delivered")
     log.info("delivered", extra={"sink": name, "records": len(pending)})
 
 
@@ -162,8 +149,8 @@ def _failed(redis: Redis, job: Job | None, name: str, sink: Sink, pending: list[
     elif not sink.idempotent and done:
         ledger.mark(redis, name, done)
     if done:
-        stats.incr(redis, METRIC, len(done), sink=name, outcome="delivered")
-    stats.incr(redis, METRIC, len(rest), sink=name, outcome="failed")
+        stats.incr(redis, STAT, len(done), sink=name, outcome="delivered")
+    stats.incr(redis, STAT, len(rest), sink=name, outcome="failed")
     log.warning("delivery failed", extra={"sink": name, "records": len(rest), "error": str(exc)})
     if isinstance(exc, SinkGone):
         ledger.disable(redis, name, time.time())
@@ -181,17 +168,18 @@ def _failed(redis: Redis, job: Job | None, name: str, sink: Sink, pending: list[
 def _reschedule(redis: Redis, job: Job, name: str, records: list[Record], delay: float, left: int) -> None:
     """Enqueue ``records`` again in ``delay`` seconds with ``left`` retries of the same schedule."""
     intervals = (job.retry_intervals or [])[-left:] if left else []
+    # The rest of the job's own schedule, not a fresh one: Retry-After is no reason for more attempts.
     options = {**presets()["deliver"], "retry": Retry(max=left, interval=intervals) if left else None}
     queue = Queue(job.origin, connection=redis, serializer=SERIALIZER)
     queue.enqueue_in(
         timedelta(seconds=delay),
-        DELIVER_JOB,
+        contract.Jobs.DELIVER,
         args=(name, records),
         description=f"deliver {len(records)} records to {name}",
         meta={"sink": name, "attempts": job.meta.get("attempts", 1)},
         **options,
     )
-    stats.incr(redis, METRIC, len(records), sink=name, outcome="rescheduled")
+    stats.incr(redis, STAT, len(records), sink=name, outcome="rescheduled")
     log.info("rescheduled after Retry-After", extra={"sink": name, "records": len(records), "delay": delay})
 
 
@@ -199,7 +187,7 @@ def _dead_letter(redis: Redis, job: Job | None, name: str, count: int) -> None:
     """Make the failure final: RQ will not retry and keeps the job in its FailedJobRegistry."""
     if job is not None:
         job.retries_left = 0  # the very Job object RQ's worker consults after we raise
-        stats.incr(redis, METRIC, count, sink=name, outcome="dead_letter")
+        stats.incr(redis, STAT, count, sink=name, outcome="dead_letter")
 
 
 def _count_attempt(job: Job | None) -> None:

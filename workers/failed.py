@@ -16,20 +16,19 @@ from redis import Redis
 from rq.job import Job
 from rq.registry import FailedJobRegistry
 
+from config.contract import Jobs
 from config.logs import redact
 from config.rq import QUEUES, SERIALIZER, presets
 from config.settings import Settings
 from workers import sinks
-from workers.delivery import DELIVER_JOB, job_options
-from workers.fetch import FETCH_JOB
+from workers.delivery import job_options
 from workers.sinks import _ledger as ledger
-from workers.ticker import TICK_JOB
 
-PRESET_BY_JOB = {
-    "workers.jobs.drain_inbox": "ingest",  # webhook.store.DRAIN_JOB: the web enqueues it, workers don't import webhook
-    FETCH_JOB: "fetch",
-    DELIVER_JOB: "deliver",
-    TICK_JOB: "tick",
+PRESET_BY_JOB = {  # the preset each job was enqueued with; the rest use "periodic"
+    Jobs.DRAIN_INBOX: "ingest",
+    Jobs.FETCH_BATCH: "fetch",
+    Jobs.DELIVER: "deliver",
+    Jobs.TICK: "tick",
 }
 
 
@@ -43,7 +42,7 @@ def _failed_jobs(redis: Redis) -> Iterable[tuple[str, FailedJobRegistry, Job]]:
 
 
 def _sink_of(job: Job) -> str | None:
-    return str(job.args[0]) if job.func_name == DELIVER_JOB and job.args else None
+    return str(job.args[0]) if job.func_name == Jobs.DELIVER and job.args else None
 
 
 def _error(job: Job) -> tuple[str | None, str | None]:

@@ -23,29 +23,27 @@ from typing import Any
 from redis import Redis
 from rq import Queue
 
-from config import stats
+from config import contract, stats
 from config.rq import QUEUE, SERIALIZER, presets
 from config.settings import Settings
-from workers import delivery, media_state, metric_registry, records, schedule
+from workers import delivery, media_state, records, schedule
+from workers.context import Context
 from workers.graph import AuthError, GraphError, TerminalError, ThrottledError, TransientError
-from workers.graph_client import GraphClient, new_session, timeout_for
+from workers.graph_client import GraphClient, MediaResult, open_client
+from workers.redis_values import text, text_map
+from workers.sinks import Record
 
-RUNNING_PREFIX = "igrelay:fetch:running:"
-FETCH_JOB = "workers.jobs.fetch_batch"
 MAX_TRANSIENT = 5
-_STATE_FIELDS = {
-    "kind": "media_product_type",
-    "media_type": "media_type",
-    "timestamp": "timestamp",
-    "permalink": "permalink",
-}
+# (prefix, suffix) of the pause key around an account id, for the claim script.
+_PAUSED_AROUND = contract.paused_until("\0").split("\0")
 log = logging.getLogger("igrelay.fetch")
 
+# KEYS: due zset, trigger hash. ARGV: now, limit, running TTL, running-key prefix, pause-key prefix and suffix.
 _CLAIM_LUA = """
 local out = {}
 for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])) do
   local acc = string.match(m, '^([^:]+):')
-  local paused = tonumber(redis.call('GET', 'igrelay:account:' .. acc .. ':paused_until') or '0')
+  local paused = tonumber(redis.call('GET', ARGV[5] .. acc .. ARGV[6]) or '0')
   if paused > tonumber(ARGV[1]) then
     redis.call('ZADD', KEYS[1], paused, m)
   elseif redis.call('EXISTS', ARGV[4] .. m) == 1 then
@@ -62,34 +60,31 @@ return out
 """
 
 
-def options(settings: Settings) -> tuple[int, int]:
-    """(threads per job, media per job) from the TOML ``[fetch]`` table."""
-    table = settings.section("fetch")
-    return int(table.get("threads", 32)), int(table.get("batch", 200))
-
-
 def claim(redis: Redis, now: float, limit: int = 1000) -> list[list[str]]:
     """Remove and return up to ``limit`` due ``[account, media, trigger]`` items."""
     ttl = presets()["fetch"]["job_timeout"] + 60
-    flat = redis.eval(_CLAIM_LUA, 2, schedule.DUE_KEY, schedule.TRIGGER_KEY, f"{now:.3f}", limit, ttl, RUNNING_PREFIX)
-    return [[*_text(m).split(":", 1), _text(t)] for m, t in zip(flat[::2], flat[1::2], strict=True)]
+    keys = (contract.FETCH_DUE, contract.FETCH_TRIGGER)
+    flat = redis.eval(_CLAIM_LUA, 2, *keys, f"{now:.3f}", limit, ttl, contract.FETCH_RUNNING_PREFIX, *_PAUSED_AROUND)
+    return [[*text(m).split(":", 1), text(t)] for m, t in zip(flat[::2], flat[1::2], strict=True)]
 
 
-def dispatch(ctx: Any, now: float | None = None) -> int:
+def dispatch(ctx: Context, now: float | None = None) -> int:
     """Tick task: enqueue fetch jobs for every due media; returns media dispatched."""
     redis, settings = ctx.redis, ctx.settings
     items = claim(redis, now or time.time())
     flagged = {a for a in {i[0] for i in items} if media_state.needs_reauth(redis, settings, a)}
     dropped = [i for i in items if i[0] in flagged]
     if dropped:  # fetches stop until the account is reconnected (a new token)
-        redis.delete(*(RUNNING_PREFIX + schedule.member(a, m) for a, m, _ in dropped))
+        redis.delete(*(contract.fetch_running(a, m) for a, m, _ in dropped))
         stats.incr(redis, "igrelay_fetch_skipped_total", len(dropped), reason="needs_reauth")
     items = [i for i in items if i not in dropped]
-    _threads, size = options(settings)
+    size = settings.fetch_batch
     queue = Queue(QUEUE, connection=redis, serializer=SERIALIZER)
     for start in range(0, len(items), size):
         chunk = items[start : start + size]
-        queue.enqueue(FETCH_JOB, args=(chunk,), description=f"fetch {len(chunk)} media", **presets()["fetch"])
+        queue.enqueue(
+            contract.Jobs.FETCH_BATCH, args=(chunk,), description=f"fetch {len(chunk)} media", **presets()["fetch"]
+        )
     return len(items)
 
 
@@ -99,17 +94,16 @@ class Outcome:
 
     item: list[str]
     state: dict[str, str]
-    result: Any = None
+    result: MediaResult | None = None
     error: GraphError | None = None
 
 
 def fetch_batch(redis: Redis, settings: Settings, items: list[list[str]]) -> dict[str, int]:
     """Fetch ``items`` concurrently, then emit and reschedule in one MULTI."""
-    threads, _size = options(settings)
+    threads = settings.fetch_threads
     states = _states(redis, items)
     blocked: dict[str, GraphError] = {}  # accounts throttled or refused during this batch: no more calls
-    with new_session(threads) as session, ThreadPoolExecutor(max_workers=threads) as pool:
-        client = GraphClient(session, settings, redis, timeout_for(settings))
+    with open_client(settings, redis, threads) as client, ThreadPoolExecutor(max_workers=threads) as pool:
         outcomes = list(pool.map(lambda pair: _fetch_one(client, blocked, *pair), zip(items, states, strict=True)))
     return finish(redis, settings, outcomes)
 
@@ -117,11 +111,11 @@ def fetch_batch(redis: Redis, settings: Settings, items: list[list[str]]) -> dic
 def _states(redis: Redis, items: list[list[str]]) -> list[dict[str, str]]:
     pipe = redis.pipeline(transaction=False)
     for account, media_id, _trigger in items:
-        pipe.hgetall(media_state.media_key(account, media_id))
-    return [{_text(k): _text(v) for k, v in raw.items()} for raw in pipe.execute()]
+        pipe.hgetall(contract.media(account, media_id))
+    return [text_map(raw) for raw in pipe.execute()]
 
 
-def _fetch_one(client: GraphClient, blocked: dict[str, GraphError], item: list[str], state: dict) -> Outcome:
+def _fetch_one(client: GraphClient, blocked: dict[str, GraphError], item: list[str], state: dict[str, str]) -> Outcome:
     account, media_id, _trigger = item
     if account in blocked:
         return Outcome(item, state, error=blocked[account])
@@ -129,7 +123,7 @@ def _fetch_one(client: GraphClient, blocked: dict[str, GraphError], item: list[s
         return Outcome(item, state, error=_terminal(state["terminal"]))
     try:
         if not state.get("kind"):  # first heard of through a webhook: learn its type (one extra call, once)
-            state.update(_node_state(client.describe(account, media_id)))
+            state.update(media_state.from_node(client.describe(account, media_id)))
         return Outcome(item, state, result=client.media(account, media_id, state["kind"], state.get("media_type")))
     except (ThrottledError, AuthError) as exc:
         blocked[account] = exc
@@ -147,24 +141,20 @@ def _terminal(reason: str) -> TerminalError:
     return exc
 
 
-def _node_state(node: dict[str, Any]) -> dict[str, str]:
-    return {k: str(node[v]) for k, v in _STATE_FIELDS.items() if node.get(v)}
-
-
 def finish(redis: Redis, settings: Settings, outcomes: list[Outcome], now: float | None = None) -> dict[str, int]:
     """Apply each outcome's policy in one MULTI; returns counts by outcome."""
     now = now or time.time()
     pipe = redis.pipeline(transaction=True)
     pipe.multi()
-    out: list[records.Record] = []
+    out: list[Record] = []
     counts: dict[str, int] = {}
     flagged: set[str] = set()
-    applied = []
+    applied: list[tuple[list[str], str]] = []
     for outcome in outcomes:
         kind = _apply(pipe, settings, outcome, now, out, flagged)
         counts[kind] = counts.get(kind, 0) + 1
         applied.append((outcome.item, kind))
-        pipe.delete(RUNNING_PREFIX + schedule.member(*outcome.item[:2]))
+        pipe.delete(contract.fetch_running(*outcome.item[:2]))
     delivery.emit(redis, settings, out, pipeline=pipe)
     for kind, n in counts.items():
         stats.incr(pipe, "igrelay_fetches_total", n, outcome=kind)
@@ -175,31 +165,33 @@ def finish(redis: Redis, settings: Settings, outcomes: list[Outcome], now: float
     return counts
 
 
-def _apply(pipe: Any, settings: Settings, o: Outcome, now: float, out: list[records.Record], flagged: set) -> str:
+def _apply(pipe: Any, settings: Settings, o: Outcome, now: float, out: list[Record], flagged: set[str]) -> str:
     account, media_id, trigger = o.item
     if o.result is not None:
-        o.state.update(_node_state(o.result.node), attempts="0")
-        _emit_if_changed(pipe, settings, o, o.result.node, o.result.metrics, o.result.unavailable, out)
+        o.state.update(media_state.from_node(o.result.node), attempts="0")
+        result = o.result
+        _emit_if_changed(
+            pipe,
+            settings,
+            o,
+            records.media_insights(account, result.node, result.metrics, result.unavailable, trigger),
+            out,
+        )
         _schedule_next(pipe, settings, o, now)
         return "ok"
     exc = o.error
     if isinstance(exc, TerminalError):
-        node = {
-            "id": media_id,
-            "media_product_type": o.state.get("kind"),
-            "media_type": o.state.get("media_type"),
-            "permalink": o.state.get("permalink"),
-            "timestamp": o.state.get("timestamp"),
-        }
-        wanted = metric_registry.configured(settings, o.state.get("kind") or "FEED", o.state.get("media_type"))
         o.state["terminal"] = exc.reason
-        _emit_if_changed(pipe, settings, o, node, {}, dict.fromkeys(wanted, exc.reason), out)
+        node = media_state.to_node(media_id, o.state)
+        _emit_if_changed(
+            pipe, settings, o, records.terminal_insights(settings, account, node, exc.reason, trigger), out
+        )
         return "terminal"
     if isinstance(exc, ThrottledError):
         until = now + exc.retry_after  # Meta's estimate; never sleep in a job
-        pipe.set(media_state.paused_key(account), int(until), ex=max(exc.retry_after, 1))
-        if ("paused", account) not in flagged:  # one pause per account, however many media it had
-            flagged.add(("paused", account))
+        media_state.pause(pipe, account, until, exc.retry_after)
+        if "paused:" + account not in flagged:  # one pause per account, however many media it had
+            flagged.add("paused:" + account)
             stats.incr(pipe, "igrelay_rate_limit_pauses_total", account=account)
             log.warning("account throttled by Meta; paused", extra={"account": account, "seconds": exc.retry_after})
         schedule.request_fetch(pipe, account, media_id, trigger, until)
@@ -211,7 +203,7 @@ def _apply(pipe: Any, settings: Settings, o: Outcome, now: float, out: list[reco
         return "auth"
     if isinstance(exc, TransientError) and int(o.state.get("attempts") or 0) < MAX_TRANSIENT:
         attempts = int(o.state.get("attempts") or 0) + 1
-        pipe.hset(media_state.media_key(account, media_id), "attempts", attempts)
+        pipe.hset(contract.media(account, media_id), "attempts", attempts)
         schedule.request_fetch(pipe, account, media_id, trigger, now + media_state.backoff(attempts))
         return "transient"
     log.warning("fetch failed; next try on schedule", extra={"media": media_id, "error": str(exc)})
@@ -219,18 +211,14 @@ def _apply(pipe: Any, settings: Settings, o: Outcome, now: float, out: list[reco
     return "failed"
 
 
-def _emit_if_changed(
-    pipe: Any, settings: Settings, o: Outcome, node: dict, metrics: dict, unavailable: dict, out: list[records.Record]
-) -> None:
-    """Emit a record unless the metrics equal the last emitted ones for this media."""
-    account, media_id, trigger = o.item
-    digest = hashlib.sha1(json.dumps([metrics, unavailable], sort_keys=True).encode(), usedforsecurity=False)
-    if o.state.get("digest") != digest.hexdigest():
-        out.append(records.media_insights(account, node, metrics, unavailable, trigger))
-    key = media_state.media_key(account, media_id)
-    pipe.hset(key, mapping={**o.state, "digest": digest.hexdigest()})
-    pipe.hsetnx(key, "first_seen", int(time.time()))
-    pipe.expire(key, media_state.state_ttl(settings))
+def _emit_if_changed(pipe: Any, settings: Settings, o: Outcome, record: Record, out: list[Record]) -> None:
+    """Emit ``record`` unless its metrics equal the last emitted ones for this media; save the state."""
+    account, media_id, _trigger = o.item
+    measured = [record["metrics"], record["unavailable"]]
+    digest = hashlib.sha1(json.dumps(measured, sort_keys=True).encode(), usedforsecurity=False).hexdigest()
+    if o.state.get("digest") != digest:
+        out.append(record)
+    media_state.save(pipe, settings, account, media_id, {**o.state, "digest": digest}, time.time())
 
 
 def _schedule_next(pipe: Any, settings: Settings, o: Outcome, now: float) -> None:
@@ -239,7 +227,3 @@ def _schedule_next(pipe: Any, settings: Settings, o: Outcome, now: float) -> Non
     at = media_state.next_refresh(first_seen, now, settings.refresh_schedule, media_state.story_posted(o.state))
     if at is not None:
         schedule.request_fetch(pipe, account, media_id, "schedule", at)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -18,16 +18,19 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
-MEDIA_FIELDS = ("id", "media_type", "media_product_type", "permalink", "timestamp")
+NODE_FIELDS = ("id", "media_type", "media_product_type", "permalink", "timestamp")  # of a media node
 NO_DATA = "no_data"
 UNSUPPORTED = "unsupported"
-THROTTLE_CODES = frozenset({4, 17, 32, 613}) | frozenset(
-    range(80000, 80015)
-)  # https://developers.facebook.com/docs/graph-api/overview/rate-limiting
+# https://developers.facebook.com/docs/graph-api/overview/rate-limiting
+THROTTLE_CODES = frozenset({4, 17, 32, 613}) | frozenset(range(80000, 80015))
 DEFAULT_THROTTLE_SECONDS = 300
-_METRIC_NAMED = [  # code-100 wordings that name the metric (meta-platform.md 4.4) and the sandbox's
+TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S%z"  # Meta's node timestamps: 2026-11-20T10:00:00+0000
+# Code-100 wordings that name the refused metric ("does not support the X metric", "the X metric
+# is no longer supported", "the X metric is only available ..."), Meta's and the sandbox's.
+_METRIC_NAMED = [
     re.compile(r"does not support the (\w+) metric"),
     re.compile(r"the (\w+) metric is no longer supported"),
     re.compile(r"[Tt]he (\w+) metric is only available"),
@@ -69,27 +72,41 @@ class MetricRejected(GraphError):
     metric: str = ""
 
 
+def parse_timestamp(raw: Any) -> datetime | None:
+    """Meta's ``2026-11-20T10:00:00+0000`` as an aware datetime (None when absent or not that shape)."""
+    try:
+        return datetime.strptime(str(raw), TIMESTAMP_FORMAT) if raw else None
+    except ValueError:
+        return None
+
+
+def epoch(raw: Any) -> float | None:
+    """Epoch seconds from Meta's node timestamp (None when absent or not that shape)."""
+    when = parse_timestamp(raw)
+    return when.timestamp() if when else None
+
+
 def media_params(metrics: Sequence[str]) -> dict[str, str]:
-    """Media metadata and insights in one call, by field expansion (meta-platform.md 6.3)."""
-    fields = ",".join(MEDIA_FIELDS)
+    """Media metadata and insights in one call, by field expansion."""
+    fields = ",".join(NODE_FIELDS)
     if metrics:
-        fields += f",insights.metric({','.join(metrics)})"  # https://developers.facebook.com/docs/graph-api/guides/field-expansion
+        # https://developers.facebook.com/docs/graph-api/guides/field-expansion
+        fields += f",insights.metric({','.join(metrics)})"
     return {"fields": fields}
 
 
 def listing_params(limit: int = 50, after: str | None = None) -> dict[str, str]:
     """One page of ``/{account}/media`` or ``/{account}/stories``, newest first."""
-    params = {"fields": "id,media_type,media_product_type,timestamp,permalink", "limit": str(limit)}
+    params = {"fields": ",".join(NODE_FIELDS), "limit": str(limit)}
     if after:
         params["after"] = after
     return params
 
 
 def account_params(metrics: Sequence[str], since: int, until: int) -> dict[str, str]:
-    """Daily account totals; the window may not exceed 30 days (meta-platform.md 5.3)."""
-    if (
-        until - since > 30 * 86400
-    ):  # https://developers.facebook.com/docs/instagram-platform/api-reference/instagram-user/insights
+    """Daily account totals; the window may not exceed 30 days."""
+    # https://developers.facebook.com/docs/instagram-platform/api-reference/instagram-user/insights
+    if until - since > 30 * 86400:
         raise ValueError("account insights window longer than 30 days")
     return {
         "metric": ",".join(metrics),
@@ -115,16 +132,17 @@ def parse_insights(data: Any, requested: Sequence[str]) -> tuple[dict[str, float
     metrics: dict[str, float] = {}
     for item in data if isinstance(data, list) else []:
         value = insight_value(item) if isinstance(item, dict) else None
+        # https://developers.facebook.com/documentation/instagram-platform/reference/instagram-media/insights
         if value is not None and item.get("name") in requested:
-            metrics[item["name"]] = (
-                value  # https://developers.facebook.com/documentation/instagram-platform/reference/instagram-media/insights
-            )
+            metrics[item["name"]] = value
     return metrics, {name: NO_DATA for name in requested if name not in metrics}
 
 
-def parse_media(body: Mapping[str, Any], requested: Sequence[str]) -> tuple[dict[str, Any], dict, dict]:
+def parse_media(
+    body: Mapping[str, Any], requested: Sequence[str]
+) -> tuple[dict[str, Any], dict[str, float], dict[str, str]]:
     """The media node (no insights), its metrics and the unavailable ones."""
-    node = {k: body.get(k) for k in MEDIA_FIELDS if body.get(k) is not None}
+    node = {k: body.get(k) for k in NODE_FIELDS if body.get(k) is not None}
     metrics, unavailable = parse_insights((body.get("insights") or {}).get("data"), requested)
     return node, metrics, unavailable
 
@@ -139,10 +157,8 @@ def parse_listing(body: Mapping[str, Any]) -> tuple[list[dict[str, Any]], str | 
 def regain_seconds(headers: Mapping[str, str]) -> int:
     """The longest ``estimated_time_to_regain_access`` (minutes) in the usage headers, in seconds."""
     minutes = 0
-    for name in (
-        "X-Business-Use-Case-Usage",
-        "X-App-Usage",
-    ):  # https://developers.facebook.com/docs/graph-api/overview/rate-limiting
+    # https://developers.facebook.com/docs/graph-api/overview/rate-limiting
+    for name in ("X-Business-Use-Case-Usage", "X-App-Usage"):
         minutes = max(minutes, *_regain_minutes(_json(headers.get(name))), 0)
     return int(minutes * 60)
 
@@ -185,7 +201,10 @@ def classify(status: int, body: Any, headers: Mapping[str, str], requested: Sequ
 
 
 def _error_class(code: int | None, sub: int | None, message: str, transient: bool, status: int) -> type[GraphError]:
-    """Meta's code table (meta-platform.md 7.2); throttles first, since Meta marks them transient too."""
+    """Meta's error codes to classes; throttles first, since Meta marks them transient too.
+
+    https://developers.facebook.com/docs/graph-api/guides/error-handling
+    """
     if code in THROTTLE_CODES:
         return ThrottledError
     if code == 10 and "not enough viewers" in message.lower():  # a story under 5 viewers, not a permission

@@ -10,22 +10,21 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
 
-from config import stats
+from config import contract, stats
 from config.logs import redact, register_secrets
 from config.settings import Settings
 from workers import graph, metric_registry
 from workers.graph import AuthError, GraphError, MetricRejected, TransientError
 
-TIMEOUT = (3.05, 5.0)  # (connect, read) seconds; TOML [graph] connect_timeout / read_timeout override
-TOKEN_PREFIX = "igrelay:token:"
-MAX_DROPS = 2  # metrics dropped per call before giving up (the issue asks for one retry; Meta can drop two at once)
+MAX_DROPS = 2  # metrics dropped per call before giving up: one retry is planned, but Meta can drop two at once
 _OUTCOMES = {
     graph.TransientError: "transient",
     graph.ThrottledError: "throttled",
@@ -44,9 +43,15 @@ def new_session(pool: int = 16) -> requests.Session:
 
 
 def timeout_for(settings: Settings) -> tuple[float, float]:
-    """(connect, read) timeouts, from the TOML ``[graph]`` table when set."""
-    table = settings.section("graph")
-    return float(table.get("connect_timeout", TIMEOUT[0])), float(table.get("read_timeout", TIMEOUT[1]))
+    """(connect, read) timeouts in seconds (the TOML ``[graph]`` table, checked by ``Settings``)."""
+    return settings.graph_timeout
+
+
+@contextmanager
+def open_client(settings: Settings, redis: Any = None, pool: int = 16) -> Iterator[GraphClient]:
+    """A client over a new Session sized for ``pool`` threads, with the configured timeouts."""
+    with new_session(pool) as session:
+        yield GraphClient(session, settings, redis, timeout_for(settings))
 
 
 def fingerprint(token: str | None) -> str:
@@ -66,21 +71,30 @@ class MediaResult:
 class GraphClient:
     """Graph calls for one process or job; thread-safe as long as the Session's pool is big enough."""
 
-    def __init__(self, session: requests.Session, settings: Settings, redis: Any = None, timeout=TIMEOUT) -> None:
+    def __init__(
+        self,
+        session: requests.Session,
+        settings: Settings,
+        redis: Any = None,
+        timeout: tuple[float, float] | None = None,
+    ) -> None:
+        timeout = timeout or settings.graph_timeout
         self.session, self.settings, self.redis, self.timeout = session, settings, redis, timeout
 
     def token(self, account: str) -> str | None:
         """The stored (refreshed) token when it descends from the configured one, else the configured one."""
         configured = self.settings.token_for(account)
         if self.redis is not None:
-            stored = self.redis.hmget(TOKEN_PREFIX + account, "token", "source")
+            stored = self.redis.hmget(contract.token(account), "token", "source")
             if stored[0] and (stored[1] or b"").decode() == fingerprint(configured):
                 token = stored[0].decode()
                 register_secrets([token])
                 return token
         return configured
 
-    def get(self, account: str, path: str, params: Mapping[str, str], requested=(), base: str | None = None) -> Any:
+    def get(
+        self, account: str, path: str, params: Mapping[str, str], requested: Sequence[str] = (), base: str | None = None
+    ) -> Any:
         """GET ``{graph_base}/{path}`` for ``account``; the decoded body, or a ``GraphError``."""
         return self.request("GET", account, path, params, requested=requested, base=base)
 
@@ -170,9 +184,8 @@ class GraphClient:
 
     def refresh_token(self, account: str) -> tuple[str, int]:
         """A refreshed long-lived Instagram Login token and its lifetime in seconds; stored in Redis."""
-        params = {
-            "grant_type": "ig_refresh_token"
-        }  # https://developers.facebook.com/documentation/instagram-platform/reference/refresh_access_token
+        # https://developers.facebook.com/documentation/instagram-platform/reference/refresh_access_token
+        params = {"grant_type": "ig_refresh_token"}
         body = self.get(account, "refresh_access_token", params, base=self.settings.graph_api_url)
         token, lifetime = str(body.get("access_token") or ""), int(body.get("expires_in") or 0)
         if not token:
@@ -190,7 +203,7 @@ class GraphClient:
             "expires_at": int(now + lifetime),
             "source": fingerprint(self.settings.token_for(account)),
         }
-        self.redis.hset(TOKEN_PREFIX + account, mapping=mapping)
+        self.redis.hset(contract.token(account), mapping=mapping)
 
 
 def _clean(text: str, token: str) -> str:

@@ -20,18 +20,16 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import ResponseError
 
-from config import stats
+from config import contract, stats
 from config.settings import Settings
 from workers import delivery, records, schedule
-from workers.changes import MEDIA_FIELDS, Change, MalformedDelivery, iter_changes
+from workers.changes import COMMENT_FIELDS, Change, MalformedDelivery, iter_changes
+from workers.redis_values import text
+from workers.sinks import Record
 
-INBOX_KEY = "igrelay:inbox"
-PENDING_KEY = "igrelay:inbox:pending"
-GROUP = "ingest"
 SEEN_TTL = 72 * 3600  # longer than Meta's 36 h of retries, twice over
 CLAIM_IDLE_MS = 60_000
 RETIRE_IDLE_MS = 10 * CLAIM_IDLE_MS  # a consumer this idle belongs to a job long gone (jobs time out at 120 s)
-LAST_DELIVERY_KEY = "igrelay:account:{}:last_delivery"
 BATCH = 50  # entries per read: bodies can be up to IGRELAY_MAX_BODY_BYTES each
 
 log = logging.getLogger("igrelay.ingest")
@@ -50,7 +48,7 @@ class DrainResult:
 def ensure_group(redis: Redis) -> None:
     """Create the consumer group (and the stream) once."""
     try:
-        redis.xgroup_create(INBOX_KEY, GROUP, id="0", mkstream=True)
+        redis.xgroup_create(contract.INBOX, contract.INBOX_GROUP, id="0", mkstream=True)
     except ResponseError as exc:
         if "BUSYGROUP" not in str(exc):
             raise
@@ -59,7 +57,7 @@ def ensure_group(redis: Redis) -> None:
 def drain(redis: Redis, settings: Settings, consumer: str, max_seconds: float = 60.0) -> DrainResult:
     """Process inbox entries until none are left (or ``max_seconds`` pass)."""
     ensure_group(redis)
-    redis.delete(PENDING_KEY)
+    redis.delete(contract.INBOX_PENDING)
     result = DrainResult()
     deadline = time.monotonic() + max_seconds
     own = _read_own(redis, consumer)  # left by this very job when a restart cut it short
@@ -79,39 +77,41 @@ def retire_consumers(redis: Redis, consumer: str) -> None:
     entries. Every drain job reads under a consumer name of its own, so without this the group gains one
     consumer per job, forever (tests/faults/test_retention.py). A consumer with entries pending is kept:
     deleting it would make those entries unclaimable."""
-    for info in redis.xinfo_consumers(INBOX_KEY, GROUP):
-        name = _text(info["name"])
+    for info in redis.xinfo_consumers(contract.INBOX, contract.INBOX_GROUP):
+        name = text(info["name"])
         if info["pending"] == 0 and (name == consumer or info["idle"] > RETIRE_IDLE_MS):
-            redis.xgroup_delconsumer(INBOX_KEY, GROUP, name)
+            redis.xgroup_delconsumer(contract.INBOX, contract.INBOX_GROUP, name)
 
 
 def _read_own(redis: Redis, consumer: str) -> list[tuple[bytes, dict[bytes, bytes]]]:
     """Entries this consumer read and did not acknowledge (id ``0``: its own pending list)."""
-    answer = redis.xreadgroup(GROUP, consumer, {INBOX_KEY: "0"}, count=BATCH)
+    answer = redis.xreadgroup(contract.INBOX_GROUP, consumer, {contract.INBOX: "0"}, count=BATCH)
     entries = list(answer[0][1]) if answer else []
     gone = [eid for eid, data in entries if not data]  # deleted since: nothing left to process
     if gone:
-        redis.xack(INBOX_KEY, GROUP, *gone)
+        redis.xack(contract.INBOX, contract.INBOX_GROUP, *gone)
     return [(eid, data) for eid, data in entries if data]
 
 
 def _claim_stale(redis: Redis, consumer: str) -> list[tuple[bytes, dict[bytes, bytes]]]:
-    _next, claimed, *_ = redis.xautoclaim(INBOX_KEY, GROUP, consumer, CLAIM_IDLE_MS, "0-0", count=BATCH)
+    _next, claimed, *_ = redis.xautoclaim(
+        contract.INBOX, contract.INBOX_GROUP, consumer, CLAIM_IDLE_MS, "0-0", count=BATCH
+    )
     return [(eid, data) for eid, data in claimed if data]
 
 
 def _read_new(redis: Redis, consumer: str) -> list[tuple[bytes, dict[bytes, bytes]]]:
-    answer = redis.xreadgroup(GROUP, consumer, {INBOX_KEY: ">"}, count=BATCH)
+    answer = redis.xreadgroup(contract.INBOX_GROUP, consumer, {contract.INBOX: ">"}, count=BATCH)
     return list(answer[0][1]) if answer else []
 
 
 def process_batch(redis: Redis, settings: Settings, entries: list[Any], result: DrainResult) -> None:
     """Dedupe, emit and acknowledge one batch of stream entries."""
-    parsed = [(_text(eid), _changes(data)) for eid, data in entries]
+    parsed = [(text(eid), _changes(data)) for eid, data in entries]
     fresh = _dedupe(redis, parsed)
     captured_at = records.now_iso()
     out = [_record(change, captured_at) for change in fresh]
-    triggers = [c for c in fresh if c.field in MEDIA_FIELDS and c.media_id]
+    triggers = [c for c in fresh if c.field in COMMENT_FIELDS and c.media_id]
     wanted = sorted({(c.account_id, c.media_id or "", c.field) for c in triggers})
     due_at = time.time() + settings.debounce_seconds
     pipe = redis.pipeline(transaction=True)
@@ -123,10 +123,10 @@ def process_batch(redis: Redis, settings: Settings, entries: list[Any], result: 
     for (label, outcome), n in counts.items():
         stats.incr(pipe, "igrelay_changes_total", n, field=label, outcome=outcome)
     for account_id in {c.account_id for _eid, cs in parsed for c in cs if c.account_id and c.object == "instagram"}:
-        pipe.set(LAST_DELIVERY_KEY.format(account_id), int(time.time()), ex=30 * 86400)  # for the watchdog
+        pipe.set(contract.last_delivery(account_id), int(time.time()), ex=30 * 86400)  # for the watchdog
     ids = [eid for eid, _ in entries]
-    pipe.xack(INBOX_KEY, GROUP, *ids)
-    pipe.xdel(INBOX_KEY, *ids)
+    pipe.xack(contract.INBOX, contract.INBOX_GROUP, *ids)
+    pipe.xdel(contract.INBOX, *ids)
     answers = pipe.execute()
     folded = len(triggers) - sum(int(a) for a in answers[: len(wanted)])
     if folded:
@@ -159,10 +159,6 @@ def _counts(parsed: list[tuple[str, list[Change]]], fresh: list[Change]) -> Coun
     return counts
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def _changes(data: dict[bytes, bytes]) -> list[Change]:
     try:
         return list(iter_changes(data.get(b"b", b"")))
@@ -180,7 +176,7 @@ def _dedupe(redis: Redis, parsed: list[tuple[str, list[Change]]]) -> list[Change
     claims = pipe.execute() if candidates else []
     fresh, taken = [], set()
     for (eid, change), previous in zip(candidates, claims, strict=True):
-        mine = previous is None or _text(previous) == eid
+        mine = previous is None or text(previous) == eid
         if mine and change.key not in taken:
             taken.add(change.key)
             fresh.append(change)
@@ -188,10 +184,10 @@ def _dedupe(redis: Redis, parsed: list[tuple[str, list[Change]]]) -> list[Change
 
 
 def _seen_key(key: str) -> str:
-    return "igrelay:seen:" + hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()
+    return contract.seen(hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest())
 
 
-def _record(change: Change, captured_at: str) -> records.Record:
+def _record(change: Change, captured_at: str) -> Record:
     if change.field == "story_insights":
         return records.story_insights_from_webhook(change, captured_at)
     return records.webhook_event(change, captured_at)

@@ -1,19 +1,52 @@
 """RQ entry points: thin, JSON-safe arguments, nothing done at import time.
 
-The web enqueues ``drain_inbox`` by dotted path; everything else is enqueued by workers.
+Each one's dotted path is in ``config.contract.Jobs``. The web enqueues ``drain_inbox``;
+everything else is enqueued by workers. Every run is counted in ``igrelay_jobs_total`` by job
+name and outcome (``ok`` or ``failed``).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
 
+from redis.exceptions import RedisError
 from rq import get_current_job
 
 from config import stats
 from workers import context, delivery, fetch, ingest, polling, ticker
+from workers import watchdog as subscription_watchdog
+from workers.sinks import Record
 
 log = logging.getLogger("igrelay.jobs")
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def counted(func: Callable[P, R]) -> Callable[P, R]:
+    """Count each run of the job ``func`` by name and outcome; a failure is re-raised for RQ."""
+
+    @functools.wraps(func)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            result = func(*args, **kwargs)
+        except BaseException:
+            _count(func.__name__, "failed")
+            raise
+        _count(func.__name__, "ok")
+        return result
+
+    return run
+
+
+def _count(job: str, outcome: str) -> None:
+    try:
+        stats.incr(context.current().redis, "igrelay_jobs_total", job=job, outcome=outcome)
+    except (RedisError, ValueError) as exc:  # a count never changes a job's outcome (ConfigError is a ValueError)
+        log.warning("job not counted (%s)", type(exc).__name__, extra={"job": job, "outcome": outcome})
 
 
 def _consumer() -> str:
@@ -23,47 +56,60 @@ def _consumer() -> str:
     return f"job-{job.id}" if job else f"{os.uname().nodename}-{os.getpid()}"
 
 
+@counted
 def drain_inbox() -> dict[str, int]:
     """Turn stored deliveries into records and fetch requests."""
     ctx = context.current()
     ticker.ensure(ctx.redis)
     result = ingest.drain(ctx.redis, ctx.settings, consumer=_consumer())
-    stats.incr(ctx.redis, "igrelay_jobs_total", job="drain_inbox", outcome="ok")
     return {"deliveries": result.deliveries, "records": result.records, "fetches": result.fetches}
 
 
-def deliver(sink: str, records: list[dict]) -> int:
+@counted
+def deliver(sink: str, records: list[Record]) -> int:
     """Deliver ``records`` to the sink named ``sink``."""
     ctx = context.current()
     delivery.deliver(ctx.redis, ctx.settings, sink, records)
     return len(records)
 
 
+@counted
 def tick() -> None:
     """Every few seconds: schedule the next tick, then run what is due."""
     ctx = context.current()
     ticker.run(ctx, consumer=_consumer())
 
 
+@counted
 def fetch_batch(items: list[list[str]]) -> dict[str, int]:
     """Fetch insights for ``[account, media, trigger]`` items, concurrently, and emit what changed."""
     ctx = context.current()
     return fetch.fetch_batch(ctx.redis, ctx.settings, items)
 
 
+@counted
 def poll_account(account: str) -> int:
     """Discover ``account``'s new media and stories."""
     ctx = context.current()
     return polling.poll_account(ctx.redis, ctx.settings, account)
 
 
+@counted
 def account_insights(account: str) -> bool:
     """Yesterday's account insights for ``account``."""
     ctx = context.current()
     return polling.account_insights(ctx.redis, ctx.settings, account) is not None
 
 
+@counted
 def refresh_token(account: str) -> bool:
     """Refresh ``account``'s Instagram Login token when it is due."""
     ctx = context.current()
     return polling.refresh_token(ctx.redis, ctx.settings, account)
+
+
+@counted
+def watchdog(account: str) -> list[str]:
+    """Check ``account``'s webhook subscription; returns its problem codes."""
+    ctx = context.current()
+    return sorted(subscription_watchdog.watch(ctx.redis, ctx.settings, account))

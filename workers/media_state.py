@@ -10,35 +10,58 @@ from __future__ import annotations
 
 import logging
 import random
-from datetime import datetime
+from collections.abc import Mapping
 from typing import Any
 
 from redis import Redis
 
-from config import stats
+from config import contract, stats
 from config.settings import Settings
-from workers import schedule
+from workers import graph
 from workers.graph_client import fingerprint
+from workers.redis_values import text
 
-MEDIA_PREFIX = "igrelay:media:"
+# A media's state field -> the Graph node field it is copied from.
+NODE_FIELDS_BY_STATE = {
+    "kind": "media_product_type",
+    "media_type": "media_type",
+    "timestamp": "timestamp",
+    "permalink": "permalink",
+}
 STORY_LAST_LOOK = 23 * 3600  # story insights die with the story at 24 h: look once more just before
 
 log = logging.getLogger("igrelay.fetch")
 
 
-def paused_key(account: str) -> str:
-    """Set while ``account`` is throttled; the value is the epoch second the pause ends."""
-    return f"igrelay:account:{account}:paused_until"
+def from_node(node: Mapping[str, Any]) -> dict[str, str]:
+    """The state fields a Graph media node gives (types, timestamp, permalink), as text."""
+    return {k: str(node[v]) for k, v in NODE_FIELDS_BY_STATE.items() if node.get(v)}
 
 
-def reauth_key(account: str) -> str:
-    """Set when ``account``'s token failed; holds the failed token's fingerprint."""
-    return f"igrelay:account:{account}:needs_reauth"
+def to_node(media_id: str, state: Mapping[str, str]) -> dict[str, Any]:
+    """The Graph media node as far as the stored state knows it."""
+    return {"id": media_id, **{v: state.get(k) for k, v in NODE_FIELDS_BY_STATE.items()}}
 
 
-def media_key(account: str, media_id: str) -> str:
-    """The per-media state hash."""
-    return MEDIA_PREFIX + schedule.member(account, media_id)
+def save(
+    pipe: Any, settings: Settings, account: str, media_id: str, state: Mapping[str, Any], first_seen: float
+) -> None:
+    """Store ``state`` in the media's hash (``first_seen`` unless known), kept past its last refresh."""
+    key = contract.media(account, media_id)
+    if state:
+        pipe.hset(key, mapping=dict(state))
+    pipe.hsetnx(key, "first_seen", int(first_seen))
+    pipe.expire(key, state_ttl(settings))
+
+
+def pause(pipe: Any, account: str, until: float, seconds: int) -> None:
+    """Pause ``account`` (Meta throttled it) until the epoch second ``until``."""
+    pipe.set(contract.paused_until(account), int(until), ex=max(seconds, 1))
+
+
+def is_paused(redis: Redis, account: str) -> bool:
+    """True while Meta's throttling pause of ``account`` lasts."""
+    return bool(redis.exists(contract.paused_until(account)))
 
 
 def state_ttl(settings: Settings) -> int:
@@ -48,32 +71,26 @@ def state_ttl(settings: Settings) -> int:
 
 def needs_reauth(redis: Redis, settings: Settings, account: str) -> bool:
     """True while the account's flagged token is still the configured one."""
-    flagged = redis.get(reauth_key(account))
-    return flagged is not None and flagged.decode() == fingerprint(settings.token_for(account))
+    flagged = redis.get(contract.needs_reauth(account))
+    return flagged is not None and text(flagged) == fingerprint(settings.token_for(account))
 
 
 def flag_reauth(pipe: Any, settings: Settings, account: str, exc: Exception) -> None:
     """Mark ``account`` as needing reconnection, count it and say so once."""
     # Flag by the failing token's fingerprint, so configuring a new token clears it.
-    pipe.set(reauth_key(account), fingerprint(settings.token_for(account)))
+    pipe.set(contract.needs_reauth(account), fingerprint(settings.token_for(account)))
     stats.incr(pipe, "igrelay_account_needs_reauth_total", account=account)
     log.error("account needs reconnection; its fetches are stopped", extra={"account": account, "error": str(exc)})
 
 
 def backoff(attempt: int) -> float:
     """Jittered exponential backoff: about 30 s, 60 s, 120 s ... capped at an hour."""
-    return min(30 * 2 ** (attempt - 1), 3600) * random.uniform(0.75, 1.25)  # jitter, not crypto
+    return float(min(30 * 2 ** (attempt - 1), 3600) * random.uniform(0.75, 1.25))  # jitter, not crypto
 
 
-def meta_epoch(raw: str) -> float | None:
-    """Epoch seconds from Meta's ``2026-11-20T10:00:00+0000``."""
-    try:
-        return datetime.strptime(raw, "%Y-%m-%dT%H:%M:%S%z").timestamp()
-    except ValueError:
-        return None
-
-
-def next_refresh(first_seen: float, now: float, offsets: tuple[int, ...], story_posted: float | None = None) -> Any:
+def next_refresh(
+    first_seen: float, now: float, offsets: tuple[int, ...], story_posted: float | None = None
+) -> float | None:
     """The next refresh time after ``now``; a story gets one last look before it expires, then none."""
     times = [first_seen + o for o in offsets]
     if story_posted is not None:
@@ -82,7 +99,8 @@ def next_refresh(first_seen: float, now: float, offsets: tuple[int, ...], story_
     return min(upcoming) if upcoming else None
 
 
-def story_posted(state: dict[str, str]) -> float | None:
-    if state.get("kind") != "STORY" or not state.get("timestamp"):
+def story_posted(state: Mapping[str, str]) -> float | None:
+    """When a story was posted (None for other media)."""
+    if state.get("kind") != "STORY":
         return None
-    return meta_epoch(state["timestamp"])
+    return graph.epoch(state.get("timestamp"))

@@ -14,9 +14,11 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from config.settings import ConfigError, Settings
+from config import contract
+from config.settings import Settings
+from workers.graph import UNSUPPORTED
+from workers.redis_values import text
 
-WITHDRAWN_PREFIX = "igrelay:metrics:withdrawn:"
 WITHDRAWN_TTL = 30 * 86400  # re-learn monthly, so a metric Meta brings back is asked for again
 ACCOUNT = "ACCOUNT"
 
@@ -66,31 +68,20 @@ def defaults(version: str) -> dict[str, list[str]]:
 
 
 def configured(settings: Settings, kind: str, media_type: str | None = None) -> list[str]:
-    """The metric set for a kind, with ``[metrics]`` overrides from the TOML config applied."""
+    """The metric set for a kind, with ``[metrics]`` overrides (lists checked by ``Settings``) applied."""
     overrides = settings.section("metrics")
     table = defaults(settings.graph_api_version)
     for key in (f"{kind}_{media_type}" if media_type else None, kind):
         if key and key in overrides:
-            return _names(key, overrides[key])
+            return list(overrides[key])
     return list(table.get(kind, table["FEED"]))
-
-
-def _names(key: str, value: Any) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise ConfigError(f"IGRELAY_CONFIG: [metrics] {key} must be a list of metric names")
-    return list(value)
-
-
-def withdrawn_key(version: str, kind: str) -> str:
-    """The Redis set of metrics Meta refused for ``kind`` on ``version``."""
-    return f"{WITHDRAWN_PREFIX}{version}:{kind}"
 
 
 def withdrawn(redis: Any, version: str, kind: str) -> set[str]:
     """Metrics known to be refused (empty without Redis)."""
     if redis is None:
         return set()
-    return {m.decode() if isinstance(m, bytes) else m for m in redis.smembers(withdrawn_key(version, kind))}
+    return {text(m) for m in redis.smembers(contract.withdrawn_metrics(version, kind))}
 
 
 def withdraw(redis: Any, version: str, kind: str, metric: str) -> None:
@@ -98,8 +89,8 @@ def withdraw(redis: Any, version: str, kind: str, metric: str) -> None:
     if redis is None:
         return
     pipe = redis.pipeline(transaction=False)
-    pipe.sadd(withdrawn_key(version, kind), metric)
-    pipe.expire(withdrawn_key(version, kind), WITHDRAWN_TTL)
+    pipe.sadd(contract.withdrawn_metrics(version, kind), metric)
+    pipe.expire(contract.withdrawn_metrics(version, kind), WITHDRAWN_TTL)
     pipe.execute()
 
 
@@ -112,4 +103,4 @@ def plan(settings: Settings, redis: Any, kind: str, media_type: str | None = Non
 
 def unsupported(names: Sequence[str]) -> Mapping[str, str]:
     """``unavailable`` entries for metrics Meta no longer answers."""
-    return dict.fromkeys(names, "unsupported")
+    return dict.fromkeys(names, UNSUPPORTED)

@@ -15,24 +15,20 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from redis import Redis
-from rq import Queue
 
-from config.rq import QUEUE, SERIALIZER, presets
+from config import contract
 from config.settings import Settings
-from workers import delivery, media_state, records, schedule
+from workers import delivery, graph, media_state, records, schedule, ticker
+from workers.context import Context
 from workers.graph import AuthError, ThrottledError
-from workers.graph_client import TOKEN_PREFIX, GraphClient, fingerprint, new_session, timeout_for
+from workers.graph_client import GraphClient, fingerprint, open_client
+from workers.redis_values import text
+from workers.sinks import Record
 
 MAX_PAGES = 20
-TOKEN_MIN_AGE = (
-    24 * 3600
-)  # https://developers.facebook.com/documentation/instagram-platform/reference/refresh_access_token
+# https://developers.facebook.com/documentation/instagram-platform/reference/refresh_access_token
+TOKEN_MIN_AGE = 24 * 3600
 log = logging.getLogger("igrelay.polling")
-
-
-def known_key(account: str) -> str:
-    """Media ids already discovered for ``account``, scored by their timestamp."""
-    return f"igrelay:account:{account}:media"
 
 
 def _active(redis: Redis, settings: Settings) -> list[str]:
@@ -40,47 +36,40 @@ def _active(redis: Redis, settings: Settings) -> list[str]:
     return [
         a
         for a in settings.accounts
-        if not media_state.needs_reauth(redis, settings, a) and not redis.exists(media_state.paused_key(a))
+        if not media_state.needs_reauth(redis, settings, a) and not media_state.is_paused(redis, a)
     ]
 
 
-def _enqueue_each(ctx: Any, task: str, ttl: int, job: str, preset: str) -> int:
+def _enqueue_each(ctx: Context, task: str, ttl: int, job: str, preset: str) -> int:
     """Enqueue ``job(account)`` for every active account whose ``task`` lock is free."""
-    q = Queue(QUEUE, connection=ctx.redis, serializer=SERIALIZER)
-    n = 0
-    for account in _active(ctx.redis, ctx.settings):
-        if ctx.redis.set(f"igrelay:lock:{task}:{account}", b"1", nx=True, ex=ttl):
-            q.enqueue(job, args=(account,), description=f"{task} {account}", **presets()[preset])
-            n += 1
-    return n
+    return ticker.enqueue_per_account(ctx, task, _active(ctx.redis, ctx.settings), ttl, job, preset)
 
 
-def poll_due(ctx: Any) -> int:
+def poll_due(ctx: Context) -> int:
     """Tick task: poll each account every ``IGRELAY_POLL_INTERVAL`` (0 turns polling off)."""
     if not ctx.settings.poll_interval:
         return 0
-    return _enqueue_each(ctx, "poll", ctx.settings.poll_interval, "workers.jobs.poll_account", "fetch")
+    return _enqueue_each(ctx, "poll", ctx.settings.poll_interval, contract.Jobs.POLL_ACCOUNT, "fetch")
 
 
-def account_insights_due(ctx: Any) -> int:
+def account_insights_due(ctx: Context) -> int:
     """Tick task: yesterday's account insights, once a day per account."""
     day = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
-    return _enqueue_each(ctx, f"account_insights:{day}", 2 * 86400, "workers.jobs.account_insights", "periodic")
+    return _enqueue_each(ctx, f"account_insights:{day}", 2 * 86400, contract.Jobs.ACCOUNT_INSIGHTS, "periodic")
 
 
-def token_refresh_due(ctx: Any) -> int:
+def token_refresh_due(ctx: Context) -> int:
     """Tick task: look at each Instagram Login token every 6 h (it is refreshed once 24 h old)."""
     if not ctx.settings.is_instagram_login:
         return 0
-    return _enqueue_each(ctx, "token_refresh", 6 * 3600, "workers.jobs.refresh_token", "periodic")
+    return _enqueue_each(ctx, "token_refresh", 6 * 3600, contract.Jobs.REFRESH_TOKEN, "periodic")
 
 
 def poll_account(redis: Redis, settings: Settings, account: str, now: float | None = None) -> int:
     """Discover new media and stories; each gets a fetch now and its refresh schedule."""
     now = now or time.time()
     cutoff = now - max(settings.refresh_schedule, default=86400)  # older media are past their schedule
-    with new_session(2) as session:
-        client = GraphClient(session, settings, redis, timeout_for(settings))
+    with open_client(settings, redis, 2) as client:
         try:
             found = [n for edge in ("media", "stories") for n in _new_on_edge(client, redis, account, edge, cutoff)]
         except (AuthError, ThrottledError) as exc:
@@ -88,22 +77,23 @@ def poll_account(redis: Redis, settings: Settings, account: str, now: float | No
     pipe = redis.pipeline(transaction=True)
     for node in found:
         _discovered(pipe, settings, account, node, now)
-    pipe.zremrangebyscore(known_key(account), "-inf", cutoff - 86400)
-    pipe.expire(known_key(account), media_state.state_ttl(settings))
+    pipe.zremrangebyscore(contract.known_media(account), "-inf", cutoff - 86400)
+    pipe.expire(contract.known_media(account), media_state.state_ttl(settings))
     pipe.execute()
     if found:
         log.info("new media found", extra={"account": account, "media": len(found)})
     return len(found)
 
 
-def _new_on_edge(client: GraphClient, redis: Redis, account: str, edge: str, cutoff: float) -> list[dict]:
+def _new_on_edge(client: GraphClient, redis: Redis, account: str, edge: str, cutoff: float) -> list[dict[str, Any]]:
     """Newest-first pages of ``edge`` down to the first known (or too old) media."""
-    found, after = [], None
+    found: list[dict[str, Any]] = []
+    after: str | None = None
     for _ in range(MAX_PAGES):
         nodes, after = client.listing(account, edge, after)
-        known = redis.zmscore(known_key(account), [n["id"] for n in nodes]) if nodes else []
+        known = redis.zmscore(contract.known_media(account), [n["id"] for n in nodes]) if nodes else []
         for node, score in zip(nodes, known, strict=True):
-            posted = media_state.meta_epoch(str(node.get("timestamp") or ""))
+            posted = graph.epoch(node.get("timestamp"))
             if score is not None or (posted is not None and posted < cutoff):
                 return found
             found.append(node)
@@ -112,20 +102,11 @@ def _new_on_edge(client: GraphClient, redis: Redis, account: str, edge: str, cut
     return found
 
 
-def _discovered(pipe: Any, settings: Settings, account: str, node: dict, now: float) -> None:
+def _discovered(pipe: Any, settings: Settings, account: str, node: dict[str, Any], now: float) -> None:
     """Remember a new media with its type and first-seen time, and ask for its first fetch."""
     media_id = str(node["id"])
-    pipe.zadd(known_key(account), {media_id: media_state.meta_epoch(str(node.get("timestamp") or "")) or now})
-    state = {
-        "kind": node.get("media_product_type"),
-        "media_type": node.get("media_type"),
-        "timestamp": node.get("timestamp"),
-        "permalink": node.get("permalink"),
-    }
-    key = media_state.media_key(account, media_id)
-    pipe.hset(key, mapping={k: str(v) for k, v in state.items() if v})
-    pipe.hsetnx(key, "first_seen", int(now))
-    pipe.expire(key, media_state.state_ttl(settings))
+    pipe.zadd(contract.known_media(account), {media_id: graph.epoch(node.get("timestamp")) or now})
+    media_state.save(pipe, settings, account, media_id, media_state.from_node(node), now)
     schedule.request_fetch(pipe, account, media_id, "poll", now)
 
 
@@ -133,42 +114,40 @@ def _blocked(redis: Redis, settings: Settings, account: str, exc: Exception, now
     """Throttled: pause the account; refused token: flag it. The next poll tries again."""
     pipe = redis.pipeline(transaction=True)
     if isinstance(exc, ThrottledError):
-        pipe.set(media_state.paused_key(account), int(now + exc.retry_after), ex=max(exc.retry_after, 1))
+        media_state.pause(pipe, account, now + exc.retry_after, exc.retry_after)
     else:
         media_state.flag_reauth(pipe, settings, account, exc)
     pipe.execute()
     return 0
 
 
-def account_insights(redis: Redis, settings: Settings, account: str, now: float | None = None) -> dict | None:
+def account_insights(redis: Redis, settings: Settings, account: str, now: float | None = None) -> Record | None:
     """Yesterday's account totals (UTC day) plus ``followers_count``, as an ``account_insights`` record."""
     today = datetime.fromtimestamp(now or time.time(), UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    day = (today - timedelta(days=1)).date().isoformat()
     since, until = int((today - timedelta(days=1)).timestamp()), int(today.timestamp())
-    with new_session(2) as session:
-        client = GraphClient(session, settings, redis, timeout_for(settings))
+    with open_client(settings, redis, 2) as client:
         try:
             result = client.account_insights(account, since, until)
             followers = client.followers_count(account)
         except (AuthError, ThrottledError) as exc:
-            redis.delete(f"igrelay:lock:account_insights:{(today - timedelta(days=1)).date()}:{account}")
+            redis.delete(contract.lock(f"account_insights:{day}", account))
             _blocked(redis, settings, account, exc, now or time.time())
             return None
     if followers is not None:
         result.metrics["followers_count"] = followers
-    record = records.account_insights(
-        account, (today - timedelta(days=1)).date().isoformat(), result.metrics, result.unavailable, "schedule"
-    )
+    record = records.account_insights(account, day, result.metrics, result.unavailable, "schedule")
     delivery.emit(redis, settings, [record])
     return record
 
 
 def token_age(redis: Redis, settings: Settings, account: str, now: float) -> float:
     """Seconds since the account's current token was issued (or first seen, for a configured one)."""
-    key, configured = TOKEN_PREFIX + account, fingerprint(settings.token_for(account))
+    key, configured = contract.token(account), fingerprint(settings.token_for(account))
     source, issued, seen_fp, seen_at = redis.hmget(key, "source", "issued_at", "seen", "seen_at")
-    if issued and (source or b"").decode() == configured:
+    if issued and text(source or b"") == configured:
         return now - float(issued)
-    if (seen_fp or b"").decode() != configured:
+    if text(seen_fp or b"") != configured:
         redis.hset(key, mapping={"seen": configured, "seen_at": int(now)})
         return 0.0
     return now - float(seen_at or now)
@@ -179,8 +158,7 @@ def refresh_token(redis: Redis, settings: Settings, account: str, now: float | N
     now = now or time.time()
     if not settings.token_for(account) or token_age(redis, settings, account, now) < TOKEN_MIN_AGE:
         return False
-    with new_session(1) as session:
-        client = GraphClient(session, settings, redis, timeout_for(settings))
+    with open_client(settings, redis, 1) as client:
         try:
             client.refresh_token(account)
         except AuthError as exc:

@@ -1,4 +1,4 @@
-"""Records, the one shape every sink receives (CONTRACT.md section 5), built in one place.
+"""Records, the one shape every sink receives, built in one place.
 
 A record's ``id`` is a hash of what it states (kind, account, subject and payload), never of
 when it was made, so the same fact delivered twice, or re-made by a retried job, has the same
@@ -13,10 +13,13 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from config.settings import Settings
+from workers import graph, metric_registry
 from workers.changes import Change
+from workers.sinks import Record
 
-Record = dict[str, Any]
-# story_insights webhook: "-1" stands for a count below 5. https://developers.facebook.com/docs/instagram-platform/webhooks
+# story_insights webhook: "-1" stands for a count below 5.
+# https://developers.facebook.com/docs/instagram-platform/webhooks
 FEWER_THAN_5 = "fewer_than_5"
 
 
@@ -136,6 +139,15 @@ def media_insights(
     }
 
 
+def terminal_insights(
+    settings: Settings, account_id: str, media: Mapping[str, Any], reason: str, trigger: str
+) -> Record:
+    """A media's record when Meta will never measure it: every configured metric unavailable for ``reason``."""
+    kind = media.get("media_product_type") or "FEED"
+    wanted = metric_registry.configured(settings, kind, media.get("media_type"))
+    return media_insights(account_id, media, {}, dict.fromkeys(wanted, reason), trigger)
+
+
 def account_insights(
     account_id: str,
     day: str,
@@ -161,10 +173,8 @@ def _iso(raw: Any) -> str | None:
     """Meta's ``2026-11-20T10:00:00+0000`` as ``2026-11-20T10:00:00Z``."""
     if not raw:
         return None
-    try:
-        return datetime.strptime(str(raw), "%Y-%m-%dT%H:%M:%S%z").astimezone(UTC).isoformat().replace("+00:00", "Z")
-    except ValueError:
-        return str(raw)
+    when = graph.parse_timestamp(raw)
+    return when.astimezone(UTC).isoformat().replace("+00:00", "Z") if when else str(raw)
 
 
 def _put(target: dict[str, Any], key: str, value: Any) -> None:

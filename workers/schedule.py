@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-DUE_KEY = "igrelay:fetch:due"
-TRIGGER_KEY = "igrelay:fetch:trigger"
+from config import contract
 
 # Returns 1 when the fetch was scheduled or moved earlier, 0 when folded into a pending one.
 _REQUEST_LUA = """
@@ -26,11 +25,7 @@ return 0
 """
 
 
-def member(account_id: str, media_id: str) -> str:
-    """The sorted-set member for one media of one account."""
-    return f"{account_id}:{media_id}"
-
-
 def request_fetch(redis: Any, account_id: str, media_id: str, trigger: str, due_at: float) -> Any:
     """Ask for a fetch of ``media_id`` no later than ``due_at`` (``redis`` may be a pipeline)."""
-    return redis.eval(_REQUEST_LUA, 2, DUE_KEY, TRIGGER_KEY, f"{due_at:.3f}", member(account_id, media_id), trigger)
+    member = contract.media_member(account_id, media_id)
+    return redis.eval(_REQUEST_LUA, 2, contract.FETCH_DUE, contract.FETCH_TRIGGER, f"{due_at:.3f}", member, trigger)

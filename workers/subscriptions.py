@@ -3,8 +3,10 @@
 Instagram Login subscribes the account itself with its own token on graph.instagram.com
 (``/me/subscribed_apps``); Facebook Login subscribes the Page linked to the account, with a Page
 token, on graph.facebook.com (``/{page-id}/subscribed_apps``). Page ids and tokens come from the
-TOML ``[accounts.<IG_ID>]`` tables (``page_id``, ``page_token``). See meta-platform.md section 8.
+TOML ``[accounts.<IG_ID>]`` tables (``page_id``, ``page_token``); only fields subscribed at both
+the Page and the app level are delivered.
 https://developers.facebook.com/docs/instagram-platform/webhooks#enable-subscriptions
+https://developers.facebook.com/docs/graph-api/reference/page/subscribed_apps
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ from config.settings import ConfigError, Settings
 from workers.graph import GraphError
 from workers.graph_client import GraphClient
 
-# Instagram Login: mentions arrive through comments, and there is no story_insights (meta-platform.md 3).
+# Instagram Login: mentions arrive inside comments, and story_insights is not supported.
+# https://developers.facebook.com/docs/instagram-platform/webhooks
 INSTAGRAM_FIELDS = ("comments", "live_comments")
-# Facebook Login: subscribing the Page to any field lets Instagram webhooks flow (meta-platform.md 8).
+# Facebook Login: Instagram webhooks flow once the linked Page is subscribed to any Page field.
+# https://developers.facebook.com/docs/graph-api/reference/page/subscribed_apps
 PAGE_FIELDS = ("feed",)
 
 

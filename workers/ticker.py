@@ -10,19 +10,19 @@ from __future__ import annotations
 import importlib
 import logging
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
 
 from redis import Redis
 from rq import Queue
 from rq.exceptions import DuplicateJobError
 
+from config import contract
 from config.rq import QUEUE, SERIALIZER, presets
 from workers import ingest
+from workers.context import Context
 
 TICK_SECONDS = 5
-ALIVE_KEY = "igrelay:tick:alive"
-TICK_JOB = "workers.jobs.tick"
 # Periodic tasks, called as task(context) on every tick; each decides itself whether it is due.
 TASKS: list[str] = [
     "workers.fetch:dispatch",
@@ -37,7 +37,7 @@ log = logging.getLogger("igrelay.ticker")
 
 def ensure(redis: Redis, now: float | None = None) -> None:
     """Schedule the next tick unless a recent tick said it is alive."""
-    if redis.exists(ALIVE_KEY):
+    if redis.exists(contract.TICK_ALIVE):
         return
     schedule_next(redis, now)
 
@@ -48,17 +48,17 @@ def schedule_next(redis: Redis, now: float | None = None) -> None:
     queue = Queue(QUEUE, connection=redis, serializer=SERIALIZER)
     at = datetime.fromtimestamp(slot * TICK_SECONDS, UTC)
     try:
-        queue.enqueue_at(at, TICK_JOB, job_id=f"tick-{slot}", unique=True, **presets()["tick"])
+        queue.enqueue_at(at, contract.Jobs.TICK, job_id=f"tick-{slot}", unique=True, **presets()["tick"])
     except DuplicateJobError:
         pass
 
 
-def run(ctx: Any, consumer: str) -> None:
+def run(ctx: Context, consumer: str) -> None:
     """One tick."""
     redis = ctx.redis
     schedule_next(redis)
-    redis.set(ALIVE_KEY, b"1", ex=TICK_SECONDS * 6)
-    if redis.xlen(ingest.INBOX_KEY):
+    redis.set(contract.TICK_ALIVE, b"1", ex=TICK_SECONDS * 6)
+    if redis.xlen(contract.INBOX):
         ingest.drain(redis, ctx.settings, consumer=consumer, max_seconds=TICK_SECONDS * 4)
     for path in TASKS:
         module_name, _, func_name = path.partition(":")
@@ -66,3 +66,15 @@ def run(ctx: Any, consumer: str) -> None:
             getattr(importlib.import_module(module_name), func_name)(ctx)
         except Exception:  # one failing task must not stop the others or the chain
             log.exception("periodic task failed", extra={"task": path})
+
+
+def enqueue_per_account(ctx: Context, task: str, accounts: Iterable[str], ttl: int, job: str, preset: str) -> int:
+    """For a periodic task: enqueue ``job(account)`` for each account whose ``task`` lock (held ``ttl``
+    seconds) was free, so any number of workers do it once; returns how many were enqueued."""
+    queue = Queue(QUEUE, connection=ctx.redis, serializer=SERIALIZER)
+    n = 0
+    for account in accounts:
+        if ctx.redis.set(contract.lock(task, account), b"1", nx=True, ex=ttl):
+            queue.enqueue(job, args=(account,), description=f"{task} {account}", **presets()[preset])
+            n += 1
+    return n

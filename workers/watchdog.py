@@ -1,12 +1,13 @@
-"""The subscription watchdog: says when Meta stops delivering for an account (log, metric, ``igrelay check``).
+"""The subscription watchdog: says when Meta stops delivering for an account (log, stat, ``igrelay check``).
 
-``due`` (a tick task) enqueues ``watch_job`` per account once per ``[watchdog] interval`` (default
-1h) under a ``SET NX EX`` lock. ``watch`` asks Meta which fields the account is subscribed to and
-compares the account's last delivery (``igrelay:account:<id>:last_delivery``, written by ingest) with
-``[watchdog] quiet`` (default 48h): an account that used to get deliveries and got none since is
-flagged. Meta unsubscribes an app after an hour of failed deliveries (meta-platform.md 2.4).
-State lives in the hash ``igrelay:watchdog:<account>`` (``problems`` as JSON, ``problem`` text,
-``since``, ``checked_at``, ``last_delivery``); a change of state logs once and counts
+``due`` (a tick task) enqueues the ``watchdog`` job per account once per ``[watchdog] interval``
+(default 1h) under a ``SET NX EX`` lock. ``watch`` asks Meta which fields the account is subscribed
+to and compares the account's last delivery (written by ingest) with ``[watchdog] quiet`` (default
+48h): an account that used to get deliveries and got none since is flagged. After an hour of failed
+deliveries Meta unsubscribes the app from the account, and it must be subscribed again.
+https://developers.facebook.com/docs/messenger-platform/webhooks
+State lives in the account's watchdog hash (``problems`` as JSON, ``problem`` text, ``since``,
+``checked_at``, ``last_delivery``); a change of state logs once and counts
 ``igrelay_watchdog_alerts_total{account, problem}``.
 """
 
@@ -19,59 +20,33 @@ from datetime import UTC, datetime
 from typing import Any
 
 from redis import Redis
-from rq import Queue
 
-from config import stats
-from config.rq import QUEUE, SERIALIZER, presets
-from config.settings import Settings, parse_duration
-from workers import context, media_state, subscriptions
+from config import contract, stats
+from config.settings import Settings
+from workers import media_state, subscriptions, ticker
+from workers.context import Context
 from workers.graph import GraphError
-from workers.graph_client import GraphClient, new_session, timeout_for
-from workers.ingest import LAST_DELIVERY_KEY
+from workers.graph_client import open_client
+from workers.redis_values import text_map
 
-PREFIX = "igrelay:watchdog:"
 SUBSCRIPTION_CODES = ("not_subscribed", "fields_missing")
 log = logging.getLogger("igrelay.watchdog")
 
 
-def key(account: str) -> str:
-    """The account's watchdog state hash."""
-    return PREFIX + account
-
-
-def options(settings: Settings) -> tuple[int, int]:
-    """(seconds between checks, seconds of silence that count as stopped) from TOML ``[watchdog]``."""
-    table = settings.section("watchdog")
-    interval = parse_duration("IGRELAY_CONFIG [watchdog] interval", str(table.get("interval", "1h")))
-    quiet = parse_duration("IGRELAY_CONFIG [watchdog] quiet", str(table.get("quiet", "48h")))
-    return max(interval, 60), quiet
-
-
-def due(ctx: Any) -> int:
+def due(ctx: Context) -> int:
     """Tick task: enqueue a check of each account whose interval has passed."""
-    interval, _quiet = options(ctx.settings)
-    queue = Queue(QUEUE, connection=ctx.redis, serializer=SERIALIZER)
-    n = 0
-    for account in ctx.settings.accounts:
-        if ctx.redis.set(f"igrelay:lock:watchdog:{account}", b"1", nx=True, ex=interval):
-            job = f"{__name__}.watch_job"
-            queue.enqueue(job, args=(account,), description=f"watchdog {account}", **presets()["periodic"])
-            n += 1
-    return n
-
-
-def watch_job(account: str) -> list[str]:
-    """RQ entry point: check ``account``; returns its problem codes."""
-    ctx = context.current()
-    return sorted(watch(ctx.redis, ctx.settings, account))
+    interval = ctx.settings.watchdog_interval
+    return ticker.enqueue_per_account(
+        ctx, "watchdog", ctx.settings.accounts, interval, contract.Jobs.WATCHDOG, "periodic"
+    )
 
 
 def watch(redis: Redis, settings: Settings, account: str, now: float | None = None) -> dict[str, str]:
     """Check ``account`` now, store and announce the result; returns ``{code: text}``."""
     now = now or time.time()
-    state = {k.decode(): v.decode() for k, v in redis.hgetall(key(account)).items()}
-    previous = json.loads(state.get("problems") or "{}")
-    last = redis.get(LAST_DELIVERY_KEY.format(account)) or state.get("last_delivery")
+    known = state(redis, account)
+    previous = json.loads(known.get("problems") or "{}")
+    last = redis.get(contract.last_delivery(account)) or known.get("last_delivery")
     problems = _silence(settings, float(last), now) if last else {}
     found = _subscription(redis, settings, account)
     if found is None:  # Meta could not be asked this time: keep what we knew
@@ -82,8 +57,7 @@ def watch(redis: Redis, settings: Settings, account: str, now: float | None = No
 
 
 def _silence(settings: Settings, last: float, now: float) -> dict[str, str]:
-    _interval, quiet = options(settings)
-    if now - last <= quiet:
+    if now - last <= settings.watchdog_quiet:
         return {}
     when = datetime.fromtimestamp(last, UTC).strftime("%Y-%m-%d %H:%M UTC")
     return {
@@ -94,10 +68,9 @@ def _silence(settings: Settings, last: float, now: float) -> dict[str, str]:
 
 def _subscription(redis: Redis, settings: Settings, account: str) -> dict[str, str] | None:
     """Problems with Meta's view of the subscription, or None when it could not be asked."""
-    if media_state.needs_reauth(redis, settings, account) or redis.exists(media_state.paused_key(account)):
+    if media_state.needs_reauth(redis, settings, account) or media_state.is_paused(redis, account):
         return None  # a refused or throttled token: other alarms say so; no extra calls
-    with new_session(1) as session:
-        client = GraphClient(session, settings, redis, timeout_for(settings))
+    with open_client(settings, redis, 1) as client:
         where = subscriptions.target(client, settings, account)
         if where.missing:
             return None
@@ -128,18 +101,22 @@ def record(
         log.warning("watchdog: %s", problems[code], extra={"account": account, "problem": code})
     if previous and not problems:
         log.info("watchdog: account recovered", extra={"account": account})
-    mapping = {"problems": json.dumps(problems), "problem": "; ".join(problems.values()), "checked_at": int(now)}
+    mapping: dict[str, str | int] = {
+        "problems": json.dumps(problems),
+        "problem": "; ".join(problems.values()),
+        "checked_at": int(now),
+    }
     if last:
         mapping["last_delivery"] = int(float(last))
     pipe = redis.pipeline(transaction=True)
-    pipe.hset(key(account), mapping=mapping)
+    pipe.hset(contract.watchdog(account), mapping=mapping)
     if not problems:
-        pipe.hdel(key(account), "since")
+        pipe.hdel(contract.watchdog(account), "since")
     elif not previous:
-        pipe.hset(key(account), "since", int(now))
+        pipe.hset(contract.watchdog(account), "since", int(now))
     pipe.execute()
 
 
 def state(redis: Redis, account: str) -> dict[str, str]:
     """The stored state of ``account`` (``{}`` when never checked)."""
-    return {k.decode(): v.decode() for k, v in redis.hgetall(key(account)).items()}
+    return text_map(redis.hgetall(contract.watchdog(account)))

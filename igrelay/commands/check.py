@@ -18,12 +18,13 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import RedisError
 
+from config import contract
 from config.logs import redact, register_secrets, settings_secrets
 from config.settings import ConfigError, Settings, redact_url
 from igrelay.commands.common import explain_parts, who
-from workers import media_state, subscriptions, ticker, watchdog
+from workers import media_state, subscriptions, watchdog
 from workers.graph import GraphError
-from workers.graph_client import TOKEN_PREFIX, GraphClient, fingerprint, new_session, timeout_for
+from workers.graph_client import GraphClient, fingerprint, new_session, timeout_for
 
 MARKS = {"ok": "OK", "warn": "WARN", "problem": "PROBLEM"}
 
@@ -126,7 +127,7 @@ def redis_rows(settings: Settings) -> tuple[list[Row], Redis | None]:
 def worker_rows(redis: Redis) -> list[Row]:
     """Is a worker ticking, and are there dead letters?"""
     rows = []
-    if redis.exists(ticker.ALIVE_KEY):
+    if redis.exists(contract.TICK_ALIVE):
         rows.append(Row("ok", "worker", "a worker with the scheduler is running"))
     else:
         rows.append(Row("warn", "worker", "no worker has ticked in the last 30 s", "start `igrelay worker`"))
@@ -174,7 +175,7 @@ def _expiry(settings: Settings, redis: Redis | None, account: str) -> str:
     """``, expires ...`` when igrelay refreshed the token itself (Meta does not say otherwise)."""
     if redis is None:
         return ""
-    source, expires = redis.hmget(TOKEN_PREFIX + account, "source", "expires_at")
+    source, expires = redis.hmget(contract.token(account), "source", "expires_at")
     if expires and (source or b"").decode() == fingerprint(settings.token_for(account)):
         return f", refreshed by igrelay, expires {day(expires)}"
     return ""
@@ -185,7 +186,7 @@ def _flags(settings: Settings, redis: Redis, account: str) -> list[Row]:
     if media_state.needs_reauth(redis, settings, account):
         text = f"{who(account)}: fetches are stopped because Meta refused this token earlier"
         rows.append(Row("problem", "token", text, "set a new token for it in IG_ACCESS_TOKENS (that clears the flag)"))
-    paused = redis.get(media_state.paused_key(account))
+    paused = redis.get(contract.paused_until(account))
     if paused:
         rows.append(Row("warn", "token", f"{who(account)}: rate-limited by Meta until {day(paused)}"))
     return rows

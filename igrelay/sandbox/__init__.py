@@ -23,7 +23,7 @@ Tokens are deterministic (``IGAAsandbox<account id>``) so ``python -m igrelay.sa
 """
 
 from igrelay.sandbox.data import Account, Media, SandboxData, demo_data
-from igrelay.sandbox.errors import GraphError
+from igrelay.sandbox.errors import GraphErrorReply
 from igrelay.sandbox.server import Sandbox
 
-__all__ = ["Account", "GraphError", "Media", "Sandbox", "SandboxData", "demo_data"]
+__all__ = ["Account", "GraphErrorReply", "Media", "Sandbox", "SandboxData", "demo_data"]

@@ -12,7 +12,7 @@ from typing import Any
 
 from igrelay.sandbox import errors
 from igrelay.sandbox.data import Account, meta_time
-from igrelay.sandbox.errors import GraphError
+from igrelay.sandbox.errors import GraphErrorReply
 
 _DAY = 86400
 _DAY_ENDS = 8 * 3600  # end_time of a day is 08:00 UTC
@@ -73,7 +73,7 @@ KNOWN = [
 def account_insights(
     account: Account, params: Mapping[str, str], now: datetime, withdrawn: Collection[str] = ()
 ) -> list[dict[str, Any]]:
-    """The ``data`` list, or the GraphError Meta would answer with."""
+    """The ``data`` list, or the GraphErrorReply Meta would answer with."""
     metrics, period, metric_type = _metrics(params, withdrawn)
     breakdowns = _csv(params.get("breakdown", ""))
     since, until = _window(params, now)
@@ -106,7 +106,7 @@ def _metrics(params: Mapping[str, str], withdrawn: Collection[str]) -> tuple[lis
             raise errors.must_be_one_of("metric", index, known)
     total_only = [m for m in metrics if m not in TIME_SERIES]
     if metric_type == "time_series" and total_only:
-        raise GraphError(
+        raise GraphErrorReply(
             100,
             f"(#100) The following metrics ({', '.join(total_only)}) should be specified "
             "with parameter metric_type=total_value",
@@ -120,22 +120,22 @@ def _window(params: Mapping[str, str], now: datetime) -> tuple[int, int]:
         until = int(params.get("until", now.timestamp()))
         since = int(params.get("since", until - _DAY))
     except ValueError as exc:
-        raise GraphError(100, "(#100) since and until must be Unix timestamps") from exc
+        raise GraphErrorReply(100, "(#100) since and until must be Unix timestamps") from exc
     if until - since > MAX_WINDOW:
-        raise GraphError(100, "(#100) There cannot be more than 30 days (2592000 s) between since and until")
+        raise GraphErrorReply(100, "(#100) There cannot be more than 30 days (2592000 s) between since and until")
     if since > until:
-        raise GraphError(100, "(#100) since must be before until")
+        raise GraphErrorReply(100, "(#100) since must be before until")
     return since, until
 
 
 def _check_breakdowns(metrics: list[str], breakdowns: list[str], metric_type: str) -> None:
     """Breakdowns need total_value and must suit every requested metric; wording [UNCERTAIN]."""
     if breakdowns and metric_type != "total_value":
-        raise GraphError(100, "(#100) breakdown is only supported with metric_type=total_value")
+        raise GraphErrorReply(100, "(#100) breakdown is only supported with metric_type=total_value")
     for name in breakdowns:
         for metric in metrics:
             if name not in BREAKDOWNS.get(metric, []):
-                raise GraphError(100, f"(#100) Incompatible breakdown {name} for metric {metric}")
+                raise GraphErrorReply(100, f"(#100) Incompatible breakdown {name} for metric {metric}")
 
 
 def _time_series(name: str, base: dict[str, str], since: int, until: int) -> dict[str, Any]:

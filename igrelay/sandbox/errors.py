@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 
-class GraphError(Exception):
+class GraphErrorReply(Exception):
     """An error answer: HTTP ``status`` plus Meta's error envelope fields."""
 
     def __init__(
@@ -44,27 +44,27 @@ class GraphError(Exception):
         return {"error": error}
 
 
-def missing_token() -> GraphError:
+def missing_token() -> GraphErrorReply:
     """No token at all (header or query)."""
-    return GraphError(104, "An access token is required to request this resource.")
+    return GraphErrorReply(104, "An access token is required to request this resource.")
 
 
-def invalid_token() -> GraphError:
+def invalid_token() -> GraphErrorReply:
     """A token the sandbox never issued."""
-    return GraphError(190, "Invalid OAuth access token - Cannot parse access token")
+    return GraphErrorReply(190, "Invalid OAuth access token - Cannot parse access token")
 
 
-def expired_token(now: datetime) -> GraphError:
+def expired_token(now: datetime) -> GraphErrorReply:
     """190/463: the long-lived token expired; only a new login helps."""
     fmt = "%A, %d-%b-%y %H:%M:%S UTC"
     ended = (now - timedelta(hours=1)).strftime(fmt)
     message = f"Error validating access token: Session has expired on {ended}. The current time is {now:{fmt}}."
-    return GraphError(190, message, subcode=463)
+    return GraphErrorReply(190, message, subcode=463)
 
 
-def no_object(object_id: str, method: str = "GET") -> GraphError:
+def no_object(object_id: str, method: str = "GET") -> GraphErrorReply:
     """100/33: deleted, never existed, or belongs to another token's account."""
-    return GraphError(
+    return GraphErrorReply(
         100,
         f"Unsupported {method.lower()} request. Object with ID '{object_id}' does not exist, cannot be loaded "
         "due to missing permissions, or does not support this operation. Please read the Graph API "
@@ -74,46 +74,46 @@ def no_object(object_id: str, method: str = "GET") -> GraphError:
     )
 
 
-def unknown_path(path: str) -> GraphError:
+def unknown_path(path: str) -> GraphErrorReply:
     """A path the Graph API has no route for."""
-    return GraphError(2500, f"Unknown path components: {path}")
+    return GraphErrorReply(2500, f"Unknown path components: {path}")
 
 
-def nonexisting_field(name: str, node_type: str) -> GraphError:
+def nonexisting_field(name: str, node_type: str) -> GraphErrorReply:
     """A field or edge the node type does not have."""
-    return GraphError(100, f"(#100) Tried accessing nonexisting field ({name}) on node type ({node_type})")
+    return GraphErrorReply(100, f"(#100) Tried accessing nonexisting field ({name}) on node type ({node_type})")
 
 
-def syntax_error(text: str) -> GraphError:
+def syntax_error(text: str) -> GraphErrorReply:
     """A ``fields=`` value that does not parse."""
-    return GraphError(2500, f'Syntax error "Expected end of string instead of "{text[:20]}"." at character 0')
+    return GraphErrorReply(2500, f'Syntax error "Expected end of string instead of "{text[:20]}"." at character 0')
 
 
-def param_required(name: str) -> GraphError:
+def param_required(name: str) -> GraphErrorReply:
     """A required parameter is missing."""
-    return GraphError(100, f"(#100) The parameter {name} is required")
+    return GraphErrorReply(100, f"(#100) The parameter {name} is required")
 
 
-def must_be_one_of(param: str, index: int, allowed: list[str]) -> GraphError:
+def must_be_one_of(param: str, index: int, allowed: list[str]) -> GraphErrorReply:
     """An unknown or removed value, e.g. ``metric[0]``; lists what is allowed now."""
-    return GraphError(100, f"(#100) {param}[{index}] must be one of the following values: {', '.join(allowed)}")
+    return GraphErrorReply(100, f"(#100) {param}[{index}] must be one of the following values: {', '.join(allowed)}")
 
 
-def unknown_error() -> GraphError:
+def unknown_error() -> GraphErrorReply:
     """Code 1, also what a breakdown on a metric without breakdowns gets (MEDIA-INS)."""
-    return GraphError(1, "An unknown error has occurred.", status=500)
+    return GraphErrorReply(1, "An unknown error has occurred.", status=500)
 
 
-def service_unavailable() -> GraphError:
+def service_unavailable() -> GraphErrorReply:
     """Code 2: temporary downtime, retry with backoff."""
-    return GraphError(
+    return GraphErrorReply(
         2, "An unexpected error has occurred. Please retry your request later.", status=500, transient=True
     )
 
 
-def buc_throttled() -> GraphError:
+def buc_throttled() -> GraphErrorReply:
     """80002: the Instagram Business Use Case limit for this account."""
-    return GraphError(
+    return GraphErrorReply(
         80002,
         "(#80002) There have been too many calls to this Instagram account. Wait a bit "
         "and try again. For more info, please refer to "
@@ -122,6 +122,6 @@ def buc_throttled() -> GraphError:
     )
 
 
-def app_throttled() -> GraphError:
+def app_throttled() -> GraphErrorReply:
     """Code 4: the app-level request limit."""
-    return GraphError(4, "(#4) Application request limit reached", transient=True)
+    return GraphErrorReply(4, "(#4) Application request limit reached", transient=True)

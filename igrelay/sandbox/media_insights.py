@@ -14,7 +14,7 @@ from typing import Any
 
 from igrelay.sandbox import errors
 from igrelay.sandbox.data import Media
-from igrelay.sandbox.errors import GraphError
+from igrelay.sandbox.errors import GraphErrorReply
 
 # The live API's list, in its order; "(#100) metric[N] must be one of ..." prints it (minus withdrawn ones).
 KNOWN = [
@@ -110,18 +110,18 @@ def check_metrics(media: Media, metrics: list[str], withdrawn: Collection[str]) 
         if name not in known:
             raise errors.must_be_one_of("metric", index, known)
         if name == "impressions" and media.media_type != "VIDEO":  # [V22] community-observed wording
-            raise GraphError(
+            raise GraphErrorReply(
                 100,
                 "(#100) Starting from version v22.0 and above, the impressions metric is "
                 "no longer supported for the queried media",
             )
         if name not in BY_PRODUCT[media.media_product_type]:
-            raise GraphError(
+            raise GraphErrorReply(
                 100, f"(#100) The Media Insights API does not support the {name} metric for this media product type"
             )
         if name in ("facebook_views", "crossposted_views") and not media.shared_to_facebook:
             # MEDIA-INS: "error if the media is not shared to Facebook"; exact wording [UNCERTAIN]
-            raise GraphError(100, f"(#100) The {name} metric is only available for media shared to Facebook")
+            raise GraphErrorReply(100, f"(#100) The {name} metric is only available for media shared to Facebook")
 
 
 def check_breakdowns(metrics: list[str], breakdowns: list[str]) -> None:
@@ -136,9 +136,9 @@ def check_breakdowns(metrics: list[str], breakdowns: list[str]) -> None:
 def check_media(media: Media, now: datetime) -> bool:
     """Raise for media without insights; False when the answer is an empty ``data`` (expired story)."""
     if media.parent_id:  # MEDIA-INS: no insights for album children; wording [UNCERTAIN]
-        raise GraphError(100, "(#100) Media insights are not supported for children of a carousel album")
+        raise GraphErrorReply(100, "(#100) Media insights are not supported for children of a carousel album")
     if media.pre_conversion:  # community: airbyte #1814
-        raise GraphError(
+        raise GraphErrorReply(
             100,
             "Invalid parameter",
             subcode=2108006,
@@ -151,7 +151,7 @@ def check_media(media: Media, now: datetime) -> bool:
         if now - media.timestamp > STORY_LIFETIME:
             return False  # MEDIA-INS: story metrics live 24 h; after that, no data
         if media.story_viewers < 5:  # MEDIA-INS: "a story metric under 5" fails with code 10
-            raise GraphError(10, "(#10) Not enough viewers for the media to show insights")
+            raise GraphErrorReply(10, "(#10) Not enough viewers for the media to show insights")
     return True
 
 

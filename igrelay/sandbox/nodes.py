@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 
 from igrelay.sandbox import errors, fields, media_insights
 from igrelay.sandbox.data import Account, Media, SandboxData, meta_time, permalink, shortcode
-from igrelay.sandbox.errors import GraphError
+from igrelay.sandbox.errors import GraphErrorReply
 from igrelay.sandbox.fields import Field
 
 DEFAULT_LIMIT, MAX_LIMIT = 25, 100
@@ -45,7 +45,7 @@ def media_node(view: View, media: Media, wanted: list[Field]) -> dict[str, Any]:
 
 
 def media_insights_data(view: View, media: Media, metrics: list[str], breakdowns: list[str]) -> list[dict]:
-    """The insights ``data`` list for ``media`` or the GraphError that fails the whole call."""
+    """The insights ``data`` list for ``media`` or the GraphErrorReply that fails the whole call."""
     if not metrics:
         raise errors.param_required("metric")
     media_insights.check_metrics(media, metrics, view.withdrawn)
@@ -159,7 +159,7 @@ def _limit(params: Mapping[str, str]) -> int:
     try:
         return max(1, min(int(params.get("limit", DEFAULT_LIMIT)), MAX_LIMIT))
     except ValueError as exc:
-        raise GraphError(100, "(#100) Param limit must be a number") from exc
+        raise GraphErrorReply(100, "(#100) Param limit must be a number") from exc
 
 
 def _order(media: Media) -> tuple[float, int]:
@@ -177,4 +177,4 @@ def _decode(cursor: str) -> tuple[float, int]:
         stamp, number = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().split(":")
         return float(stamp), int(number)
     except ValueError as exc:
-        raise GraphError(100, "(#100) The cursor is invalid") from exc
+        raise GraphErrorReply(100, "(#100) The cursor is invalid") from exc

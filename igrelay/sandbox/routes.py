@@ -1,7 +1,7 @@
 """Which Graph API path is which route, who may call it, and what each route answers.
 
 ``resolve(data, path)`` names the route (for counters and fault injection) before any check;
-``answer(route, call)`` authenticates and returns the JSON body or raises ``GraphError``.
+``answer(route, call)`` authenticates and returns the JSON body or raises ``GraphErrorReply``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 from igrelay.sandbox import account_insights, errors, fields, nodes
 from igrelay.sandbox.data import Account, Media, SandboxData, Token
-from igrelay.sandbox.errors import GraphError
+from igrelay.sandbox.errors import GraphErrorReply
 
 _VERSION = re.compile(r"v\d+\.\d+")
 TOKEN_LIFETIME = 5_184_000  # 60 days, https://developers.facebook.com/documentation/instagram-platform/reference/refresh_access_token
@@ -90,7 +90,7 @@ def resolve(data: SandboxData, path: str) -> Route:
 
 
 def answer(route: Route, call: Call) -> dict[str, Any]:
-    """The JSON body for ``route``, or the GraphError Meta would send."""
+    """The JSON body for ``route``, or the GraphErrorReply Meta would send."""
     if route.name == "unknown":
         raise errors.unknown_path(route.path)
     if route.name == "debug_token":
@@ -178,7 +178,7 @@ _READS = {
 def _refresh(call: Call, token: Token) -> dict[str, Any]:
     """A new long-lived token; the old one keeps working until it expires, as Meta's does."""
     if call.params.get("grant_type") != "ig_refresh_token":
-        raise GraphError(100, "Invalid grant_type: must be ig_refresh_token", type="IGApiException")
+        raise GraphErrorReply(100, "Invalid grant_type: must be ig_refresh_token", type="IGApiException")
     new = call.view.data.add_token(token.account_id)
     return {"access_token": new, "token_type": "bearer", "expires_in": TOKEN_LIFETIME}
 
@@ -198,7 +198,7 @@ def _subscribed_apps(call: Call, account: Account | Media) -> dict[str, Any]:
         raise errors.param_required("subscribed_fields")
     for name in wanted:
         if name not in WEBHOOK_FIELDS:
-            raise GraphError(
+            raise GraphErrorReply(
                 100, f'(#100) Param subscribed_fields must be one of {{{", ".join(WEBHOOK_FIELDS)}}} - got "{name}"'
             )
     account.subscribed_fields = wanted

@@ -12,7 +12,7 @@ from typing import Any
 
 from igrelay.sandbox import errors, routes
 from igrelay.sandbox.data import Media, SandboxData, demo_data
-from igrelay.sandbox.errors import GraphError
+from igrelay.sandbox.errors import GraphErrorReply
 from igrelay.sandbox.nodes import View
 from igrelay.sandbox.transport import Server, bearer_token
 
@@ -230,7 +230,7 @@ class Sandbox:
             if fault and fault != "timeout":
                 raise _fault_error(fault, now)
             return 200, routes.answer(route, call)
-        except GraphError as exc:
+        except GraphErrorReply as exc:
             return exc.status, exc.body()
 
     def _record(self, method: str, path: str, query: dict[str, str], route: str, token: str | None) -> None:
@@ -269,6 +269,6 @@ class Sandbox:
         return min(99, math.ceil(calls * 100 / (self.usage_budget * max(accounts, 1))))
 
 
-def _fault_error(kind: str, now: datetime) -> GraphError:
+def _fault_error(kind: str, now: datetime) -> GraphErrorReply:
     make = FAULTS[kind]
     return make() if make else errors.expired_token(now)

@@ -29,6 +29,7 @@ import pytest
 import requests
 from redis import Redis
 
+from config import contract
 from config.rq import QUEUES
 from igrelay import payloads
 from tests.conftest import SECRET, TEST_REDIS_URL, VERIFY_TOKEN
@@ -331,9 +332,9 @@ def describe_stuck(redis: Redis) -> list[dict[str, Any]]:
 
 def inbox_state(redis: Redis) -> dict[str, int]:
     """Entries left in the inbox stream and entries read but not acknowledged."""
-    if not redis.exists("igrelay:inbox"):
+    if not redis.exists(contract.INBOX):
         return {"length": 0, "pending": 0}
-    return {"length": redis.xlen("igrelay:inbox"), "pending": redis.xpending("igrelay:inbox", "ingest")["pending"]}
+    return {"length": redis.xlen(contract.INBOX), "pending": redis.xpending(contract.INBOX, "ingest")["pending"]}
 
 
 def worker_registered(redis: Redis, name: str) -> bool:

@@ -8,6 +8,7 @@ import hmac
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from config import contract
 from igrelay import payloads
 from tests.conftest import OTHER_SECRET, SECRET
 
@@ -82,10 +83,10 @@ def test_ten_thousand_hostile_requests_never_5xx_and_store_nothing_unsigned(clie
     missing, sha1=, upper-case, odd length, non-hex, duplicated, 10 KB, random): 0 answers 5xx, 0 unsigned
     bodies stored; a stored body is always a validly signed one."""
     body, values, signed = case
-    before = redis.xlen("igrelay:inbox")
+    before = redis.xlen(contract.INBOX)
     answer = client.post("/webhook", data=body, headers=[("X-Hub-Signature-256", v) for v in values])
     assert answer.status_code in (200, 400, 401, 413), answer.status_code
-    stored = redis.xlen("igrelay:inbox") - before
+    stored = redis.xlen(contract.INBOX) - before
     if not signed:
         assert answer.status_code in (400, 401) and stored == 0
     else:

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from config import stats
+from config import contract, stats
 from igrelay import payloads
 from tests.faults.conftest import ACCOUNT, base_env, comment_rows, inbox_state, signature, stuck, wait_settled
 
@@ -61,7 +61,7 @@ def test_rebatched_concurrent_duplicates_are_processed_once(procs, redis, tmp_pa
     time.sleep(1)  # anything still on its way would show now
     rows = comment_rows(db)
     assert set(rows) == sent and set(rows.values()) == {1}
-    count = lambda name, **labels: int(redis.hget(stats.STATS_KEY, stats.field(name, **labels)) or 0)  # noqa: E731
+    count = lambda name, **labels: int(redis.hget(contract.STATS, stats.field(name, **labels)) or 0)  # noqa: E731
     assert count("igrelay_records_total", kind="webhook_event") == CHANGES
     assert count("igrelay_changes_total", field="comments", outcome="new") == CHANGES
     assert count("igrelay_changes_total", field="comments", outcome="duplicate") == CHANGES * (SENDERS - 1)

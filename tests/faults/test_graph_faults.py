@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from config import stats
+from config import contract, stats
 from tests.conftest import run_worker, sandbox_settings
 from tests.faults.conftest import sink_rows
 from workers import context, fetch, media_state, schedule
@@ -62,7 +62,7 @@ def test_graph_faults_lose_no_refresh_and_make_no_retry_storm(graph_sandbox, red
     answered = {r["media_id"] for r in insights}  # metrics, or Meta's reason why none (a story seen by 3)
     assert set(media[good]) <= answered, f"never fetched: {set(media[good]) - answered}"
     for media_id in {r["media_id"] for r in insights if r["metrics"]}:  # next refresh on the schedule: none dropped
-        assert redis.zscore(schedule.DUE_KEY, schedule.member(good, media_id)) is not None
+        assert redis.zscore(contract.FETCH_DUE, contract.media_member(good, media_id)) is not None
     later = [r for _i, _k, r in sink_rows(tmp_path / "records.sqlite3") if WITHDRAWN in (r.get("unavailable") or {})]
     assert later and all(r["unavailable"][WITHDRAWN] == "unsupported" for r in later)
 
@@ -75,7 +75,7 @@ def test_graph_faults_lose_no_refresh_and_make_no_retry_storm(graph_sandbox, red
     assert len(good_calls) <= bound
     assert media_state.needs_reauth(redis, settings, bad) and not media_state.needs_reauth(redis, settings, good)
     reauth = stats.field("igrelay_account_needs_reauth_total", account=bad)
-    assert int(redis.hget(stats.STATS_KEY, reauth) or 0) == 1
+    assert int(redis.hget(contract.STATS, reauth) or 0) == 1
     assert len(bad_calls) <= THREADS
     assert sb.tokens_seen_in_url == 0
 

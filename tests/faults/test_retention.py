@@ -8,6 +8,7 @@ from redis import Redis
 from rq import Queue
 from rq.job import Job
 
+from config import contract
 from config.rq import QUEUE, QUEUES, SERIALIZER, presets
 from tests.conftest import make_settings, run_worker
 from tests.faults.conftest import ACCOUNT, comment_delivery, free_port, signature
@@ -21,10 +22,10 @@ FAILING_JOBS = 20
 MAX_TTL = 30 * 86400  # the longest TTL igrelay sets (an account's last delivery, for the watchdog)
 # Keys without a TTL, each bounded by something other than traffic:
 ALLOW = {
-    "igrelay:inbox": "stream of deliveries not yet ingested: entries are deleted when acknowledged",
-    "igrelay:fetch:due": "one member per media with a pending fetch (bounded by the accounts' media)",
-    "igrelay:fetch:trigger": "the same members as igrelay:fetch:due",
-    "igrelay:stats": "one counter per metric and label set (labels: outcomes, fields, sinks, accounts)",
+    contract.INBOX: "stream of deliveries not yet ingested: entries are deleted when acknowledged",
+    contract.FETCH_DUE: "one member per media with a pending fetch (bounded by the accounts' media)",
+    contract.FETCH_TRIGGER: "the same members as igrelay:fetch:due",
+    contract.STATS: "one counter per metric and label set (labels: outcomes, fields, sinks, accounts)",
     "igrelay:account:*:needs_reauth": "one flag per configured account whose token failed",
     "igrelay:token:*": "one refreshed token per configured account",
     "igrelay:sink:disabled:*": "one flag per configured sink that answered 410",
@@ -110,7 +111,7 @@ def test_every_key_expires_or_is_a_bounded_structure(procs, tmp_path):
                 assert status in (b"queued", b"scheduled"), (name, status)  # work still to do, e.g. the next tick
         assert unbounded == [] and too_long == []
         assert len(ALLOW) == 16
-        consumers = redis.xinfo_consumers(ingest.INBOX_KEY, ingest.GROUP)
+        consumers = redis.xinfo_consumers(contract.INBOX, contract.INBOX_GROUP)
         assert len(consumers) <= 2, f"{len(consumers)} consumers left in the inbox's group"
 
         peak = _key_bytes(redis)

@@ -10,12 +10,13 @@ from itertools import cycle
 import requests
 from rq import Queue
 
+from config import contract
 from config.rq import QUEUE, SERIALIZER, presets
 from igrelay import payloads
 from igrelay.sandbox import Sandbox
 from igrelay.sandbox.data import Token
 from tests.faults.conftest import base_env, free_port, redis_values, signature
-from workers.graph_client import TOKEN_PREFIX, fingerprint
+from workers.graph_client import fingerprint
 
 TAG = secrets.token_hex(6)
 TOKEN = f"IGAACANARYTOKEN{TAG}"
@@ -152,8 +153,8 @@ def _enqueue_graph_jobs(redis, account: str, media: list[str]) -> None:  # type:
     """Every Graph-calling job once: a media fetch, and as their last attempt (RQ stores the exception text
     of a job only when it fails for good) account insights, new-media polling and a token refresh."""
     # The token looks a day old, so the refresh really calls Graph.
-    redis.hset(TOKEN_PREFIX + account, mapping={"seen": fingerprint(TOKEN), "seen_at": 0})
-    redis.delete(*[f"igrelay:media:{account}:{m}" for m in media])
+    redis.hset(contract.token(account), mapping={"seen": fingerprint(TOKEN), "seen_at": 0})
+    redis.delete(*[contract.media(account, m) for m in media])
     fetch_q = Queue(QUEUE, connection=redis, serializer=SERIALIZER)
     default_q = Queue(QUEUE, connection=redis, serializer=SERIALIZER)
     fetch_q.enqueue("workers.jobs.fetch_batch", args=([[account, m, "comments"] for m in media],), **presets()["fetch"])

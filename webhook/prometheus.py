@@ -1,4 +1,4 @@
-"""``/metrics``: Prometheus text built from the shared Redis counters and queue depths."""
+"""``/metrics``: Prometheus text built from igrelay's stats (the shared Redis counters) and queue depths."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from redis import Redis
 from redis.exceptions import RedisError
 
-from config import stats
+from config import contract, stats
 from config.rq import QUEUES
 
 HELP = {
     "igrelay_deliveries_total": "Webhook POSTs by outcome",
-    "igrelay_handshakes_total": "Subscription handshakes by outcome",
+    "igrelay_handshakes_total": "Subscription handshakes by outcome (answered, refused)",
     "igrelay_changes_total": "Changes parsed from deliveries, by field and outcome",
     "igrelay_fetch_coalesced_total": "Fetch requests folded into an already pending fetch",
     "igrelay_jobs_total": "igrelay jobs by name and outcome",
@@ -31,7 +31,7 @@ HELP = {
 
 
 class RedisStatsCollector:
-    """Reads ``igrelay:stats`` and RQ's queues on every scrape."""
+    """Reads igrelay's stats hash and RQ's queues on every scrape."""
 
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
@@ -39,7 +39,7 @@ class RedisStatsCollector:
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("igrelay_redis_up", "1 when Redis answered this scrape")
         try:
-            raw = self.redis.hgetall(stats.STATS_KEY)
+            raw = self.redis.hgetall(contract.STATS)
             depths = self._depths()
         except RedisError:
             up.add_metric([], 0)
@@ -69,8 +69,8 @@ class RedisStatsCollector:
             pipe.llen(f"rq:queue:{name}")
         for name in QUEUES:
             pipe.zcard(f"rq:failed:{name}")
-        pipe.xlen("igrelay:inbox")
-        pipe.zcard("igrelay:fetch:due")
+        pipe.xlen(contract.INBOX)
+        pipe.zcard(contract.FETCH_DUE)
         values = pipe.execute()
         n = len(QUEUES)
         for name, value in zip(QUEUES, values[:n], strict=True):
@@ -85,5 +85,5 @@ class RedisStatsCollector:
 def render(redis: Redis) -> bytes:
     """The exposition text for one scrape."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(RedisStatsCollector(redis))  # type: ignore[arg-type]
+    registry.register(RedisStatsCollector(redis))
     return generate_latest(registry)

@@ -1,0 +1,1 @@
+"""The worker process: RQ entry points (``workers.jobs``), Graph calls, scheduling and sinks."""
