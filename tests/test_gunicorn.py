@@ -4,7 +4,6 @@ one-line refusal to start without secrets."""
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ import pytest
 import requests
 
 from igrelay.payloads import sign
+from igrelay.procs import free_port
 from tests.conftest import SECRET, TEST_REDIS_URL, VERIFY_TOKEN
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,12 +24,6 @@ def procfile_command(name: str) -> list[str]:
         if line.startswith(name + ":"):
             return shlex.split(line.split(":", 1)[1])
     raise AssertionError(f"no {name} process in Procfile")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def web_env(port: int, **extra: str) -> dict[str, str]:
