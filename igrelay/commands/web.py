@@ -18,7 +18,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
         "web",
         help="run the production web server (gunicorn), as the Procfile does",
-        description="Serve the webhook app with gunicorn on 0.0.0.0:$PORT (config/gunicorn.conf.py).",
+        description="Serve the webhook app with gunicorn on 0.0.0.0:$PORT (config/gunicorn.conf.py), run by "
+        "igrelay's own Python, so no activated virtualenv is needed.",
     )
     parser.set_defaults(handler=cmd_web)
 
