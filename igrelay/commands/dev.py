@@ -24,7 +24,7 @@ from config.settings import Settings, redact_url
 from igrelay.commands.common import CommandError
 from igrelay.commands.simulate import DEMO_ACCOUNT, DEMO_MEDIA
 from igrelay.commands.web import gunicorn_argv
-from igrelay.procs import Supervisor, free_port, port_free
+from igrelay.procs import Child, Supervisor, free_port, port_free
 
 DEV_DEBOUNCE = "5"
 INSTALL_REDIS = "apt-get install redis-server, brew install redis, or docker run -p 6379:6379 redis"
@@ -159,11 +159,7 @@ def _sandbox(sup: Supervisor, stop: threading.Event, env: dict[str, str]) -> str
 
     argv = [sys.executable, "-m", "igrelay.sandbox", "--port", "0", "--accounts", "2"]
     child = sup.start("sandbox Graph API", argv, env, stdout=subprocess.PIPE, text=True)
-    line = ""
-    deadline = time.monotonic() + 15
-    while not line and time.monotonic() < deadline and not stop.is_set() and child.proc.poll() is None:
-        if select.select([child.proc.stdout], [], [], 0.2)[0]:
-            line = child.proc.stdout.readline().strip()  # type: ignore[union-attr]
+    line = _first_line(child, stop, 15)
     if not line.startswith("sandbox Graph API on http://"):
         raise Stopped("the sandbox Graph API did not start")
     data = demo_data(2)  # the same deterministic accounts and tokens the child serves
@@ -175,6 +171,16 @@ def _sandbox(sup: Supervisor, stop: threading.Event, env: dict[str, str]) -> str
         IG_ACCESS_TOKEN="",
     )
     return f"sandbox on {env['GRAPH_API_URL']} (no IG_ACCESS_TOKEN set), demo accounts {', '.join(tokens)}"
+
+
+def _first_line(child: Child, stop: threading.Event, timeout: float) -> str:
+    """The first non-blank line ``child`` prints on its piped stdout, or "" if none comes in time."""
+    out, deadline = child.proc.stdout, time.monotonic() + timeout
+    while out is not None and time.monotonic() < deadline and not stop.is_set() and child.proc.poll() is None:
+        line = str(out.readline()).strip() if select.select([out], [], [], 0.2)[0] else ""
+        if line:
+            return line
+    return ""
 
 
 def _subscribe_demo(graph: str, tokens: dict[str, str]) -> None:
