@@ -27,8 +27,9 @@ from redis import Redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.procs import free_port, start, stop, wait_healthy  # noqa: E402
+from bench.procs import start, stop, wait_healthy  # noqa: E402
 from igrelay import payloads  # noqa: E402
+from igrelay.procs import free_port  # noqa: E402
 from igrelay.sandbox import Sandbox  # noqa: E402
 
 REDIS_URL = os.environ.get("IGRELAY_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")

@@ -1,10 +1,9 @@
-"""Process helpers the benchmarks share: free ports, processes in their own session, readiness."""
+"""Process helpers the benchmarks share: processes in their own session, readiness."""
 
 from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -12,13 +11,6 @@ from pathlib import Path
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start(cmd: list[str], env: dict[str, str], name: str) -> subprocess.Popen[bytes]:

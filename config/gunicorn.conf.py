@@ -21,6 +21,9 @@ keepalive = 5
 accesslog = None
 max_requests = 10000
 max_requests_jitter = 1000
+# gunicorn 25.1+ otherwise opens a control socket for gunicornc under $XDG_RUNTIME_DIR or ~/.gunicorn/
+# (one path shared by every gunicorn of the user); igrelay does not use it. Older gunicorns ignore this.
+control_socket_disable = True
 
 
 def post_worker_init(worker) -> None:  # type: ignore[no-untyped-def]  # gunicorn's hook signature

@@ -88,6 +88,28 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str)
 
 
+class TextFormatter(logging.Formatter):
+    """One line for a person: time, level, logger, message, then each ``extra`` field as ``key=value``."""
+
+    _skip = JsonFormatter._skip
+    _quote = frozenset(' "=\n\t')
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        line = super().formatMessage(record)
+        fields = [f"{k}={self._value(v)}" for k, v in vars(record).items() if k not in self._skip]
+        return " ".join([line, *fields])
+
+    @classmethod
+    def _value(cls, value: object) -> str:
+        """The value as one token: quoted when it has spaces, quotes, ``=`` or is empty; scrubbed of secrets."""
+        text = value if isinstance(value, str) else json.dumps(value, default=str, separators=(",", ":"))
+        text = redact(text)
+        return json.dumps(text, ensure_ascii=False) if not text or cls._quote & set(text) else text
+
+
 def setup_logging(settings: Settings) -> None:
     """Configure the root logger from ``LOG_LEVEL`` and ``LOG_FORMAT``."""
     register_secrets(settings_secrets(settings))
@@ -96,7 +118,7 @@ def setup_logging(settings: Settings) -> None:
     if settings.log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from igrelay.commands.fetch import fetch_now
 from tests.conftest import SECRET, TEST_REDIS_URL, VERIFY_TOKEN, make_settings, run_worker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,6 +113,16 @@ def test_fetch_says_in_one_line_when_the_token_expired(tmp_path: Path, redis, gr
         f"igrelay fetch: token for account {account} expired or invalid (code 190/463): "
         "reconnect the account and set its new token"
     )
+
+
+def test_fetch_now_tries_the_configured_tokens(graph_settings, graph_sandbox, redis) -> None:  # type: ignore[no-untyped-def]
+    second = graph_sandbox.accounts[1]
+    media_id = next(
+        m.id for m in graph_sandbox.data.media.values() if m.account_id == second and m.media_product_type == "REELS"
+    )
+    record = fetch_now(graph_settings, media_id, redis=redis)
+    assert record["account_id"] == second and record["trigger"] == "manual" and record["metrics"]["views"] > 0
+    assert fetch_now(graph_settings, media_id, account=second)["media_id"] == media_id
 
 
 def test_subscribe_subscribes_every_account(tmp_path: Path, redis, graph_sandbox) -> None:  # type: ignore[no-untyped-def]

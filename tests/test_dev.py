@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from igrelay.procs import free_port
 from tests.test_cli import cli_env, igrelay
-from tests.test_gunicorn import free_port
 
 DEMO_ACCOUNT, DEMO_MEDIA = "17841400000000001", "18000000000000001"
 

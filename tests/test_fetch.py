@@ -11,7 +11,6 @@ from config import contract, stats
 from igrelay import payloads
 from tests.conftest import SECRET, run_worker
 from workers import context, fetch, media_state, metric_registry, schedule
-from workers.fetch_now import fetch_now
 
 
 def records(tmp_path) -> list[dict]:  # type: ignore[no-untyped-def]
@@ -280,14 +279,6 @@ def _dump(redis, key: bytes) -> bytes:  # type: ignore[no-untyped-def]
     if kind == b"stream":
         return b" ".join(v for _, fields in redis.xrange(key) for v in fields.values())
     return b""
-
-
-def test_fetch_now_tries_the_configured_tokens(graph_settings, graph_sandbox, redis) -> None:  # type: ignore[no-untyped-def]
-    second = graph_sandbox.accounts[1]
-    media_id = media_of(graph_sandbox, second, "REELS")
-    record = fetch_now(graph_settings, media_id, redis=redis)
-    assert record["account_id"] == second and record["trigger"] == "manual" and record["metrics"]["views"] > 0
-    assert fetch_now(graph_settings, media_id, account=second)["media_id"] == media_id
 
 
 def test_next_refresh_and_story_last_look() -> None:

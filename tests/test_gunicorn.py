@@ -1,13 +1,14 @@
 """The Procfile's web line under a real gunicorn: signed delivery stored, chunked oversize 413,
-one-line refusal to start without secrets."""
+one-line refusal to start without secrets; ``igrelay web`` without the venv on PATH."""
 
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ import requests
 
 from config import contract
 from igrelay.payloads import sign
+from igrelay.procs import free_port
 from tests.conftest import SECRET, TEST_REDIS_URL, VERIFY_TOKEN
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,12 +27,6 @@ def procfile_command(name: str) -> list[str]:
         if line.startswith(name + ":"):
             return shlex.split(line.split(":", 1)[1])
     raise AssertionError(f"no {name} process in Procfile")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def web_env(port: int, **extra: str) -> dict[str, str]:
@@ -49,31 +45,34 @@ def web_env(port: int, **extra: str) -> dict[str, str]:
     return env
 
 
+@contextmanager
+def serve(argv: list[str], env: dict[str, str], cwd: Path = ROOT) -> Iterator[str]:
+    """Run ``argv`` while in the block; its base URL once ``/healthz`` answers."""
+    proc = subprocess.Popen(
+        argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
+    url = f"http://127.0.0.1:{env['PORT']}"
+    try:
+        for _ in range(100):
+            try:
+                if requests.get(url + "/healthz", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        else:
+            proc.kill()
+            raise AssertionError(proc.communicate()[1].decode())
+        yield url
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+        proc.communicate(timeout=30)
+
+
 @pytest.fixture
 def web(redis):
-    port = free_port()
-    proc = subprocess.Popen(
-        procfile_command("web"),
-        cwd=ROOT,
-        env=web_env(port),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            if requests.get(url + "/healthz", timeout=1).status_code == 200:
-                break
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    else:
-        proc.kill()
-        raise AssertionError(proc.stderr.read().decode())
-    yield url
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=30)
-    proc.stderr.close()
+    with serve(procfile_command("web"), web_env(free_port())) as url:
+        yield url
 
 
 def test_procfile_web_serves_signed_deliveries(web, redis):
@@ -109,3 +108,12 @@ def test_web_refuses_to_start_without_secret_in_one_line():
     assert done.returncode != 0
     lines = done.stderr.decode().strip().splitlines()
     assert lines[-1].startswith("igrelay web: META_APP_SECRET") and "Traceback" not in done.stderr.decode()
+
+
+def test_igrelay_web_needs_no_venv_on_path(tmp_path: Path, redis) -> None:  # type: ignore[no-untyped-def]
+    """``.venv/bin/igrelay web`` finds gunicorn through its own interpreter and opens no control socket."""
+    env = web_env(free_port(), PATH="/usr/bin:/bin", HOME=str(tmp_path))
+    env.pop("XDG_RUNTIME_DIR", None)
+    with serve([str(Path(sys.executable).parent / "igrelay"), "web"], env, cwd=tmp_path) as url:
+        assert requests.get(url + "/healthz", timeout=5).status_code == 200
+    assert not (tmp_path / ".gunicorn").exists()

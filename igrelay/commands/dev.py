@@ -7,28 +7,36 @@ import os
 import secrets
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import requests
 from redis import Redis
 from redis.exceptions import RedisError
 
-import config
 from config.settings import Settings, redact_url
 from igrelay.commands.common import CommandError
 from igrelay.commands.simulate import DEMO_ACCOUNT, DEMO_MEDIA
-from igrelay.dev import Stopped, Supervisor, free_port, port_free, stop_event, supervise, wait_for
+from igrelay.commands.web import gunicorn_argv
+from igrelay.procs import Child, Supervisor, free_port, port_free
 
 DEV_DEBOUNCE = "5"
 INSTALL_REDIS = "apt-get install redis-server, brew install redis, or docker run -p 6379:6379 redis"
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+Notes = list[tuple[str, str]]  # (what, where) lines of the banner
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+class Stopped(Exception):
+    """A stop signal arrived (or a child died) while waiting for something."""
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``dev`` parser to ``sub``."""
     parser = sub.add_parser(
         "dev",
@@ -54,7 +62,7 @@ def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
         try:
             env, notes = prepare(settings, sup, stop, Path(tmp))
             env["PORT"] = str(port)
-            sup.start("web", _web_argv(args.host, port), env)
+            sup.start("web", gunicorn_argv(f"{args.host}:{port}"), env)
             sup.start("worker", [sys.executable, "-m", "igrelay", "worker"], env)
             # A comparison, not a bind: a wildcard bind is reached at 127.0.0.1 (hence the nosec).
             local = args.host in ("0.0.0.0", "")  # nosec B104
@@ -73,7 +81,38 @@ def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def prepare(settings: Settings, sup: Supervisor, stop: threading.Event, tmp: Path) -> tuple[dict[str, str], list]:
+def stop_event() -> threading.Event:
+    """An event set by SIGINT, SIGTERM or SIGHUP (instead of their default actions)."""
+    event = threading.Event()
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, lambda *_: event.set())
+    return event
+
+
+def wait_for(ready: Callable[[], bool], what: str, sup: Supervisor, stop: threading.Event, timeout: float) -> None:
+    """Poll ``ready()`` until true; ``Stopped`` on a signal, a dead child or the timeout."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        dead = sup.exited()
+        if dead is not None:
+            raise Stopped(f"{dead.name} exited with status {dead.proc.returncode} while starting")
+        if stop.is_set():
+            raise Stopped()
+        if time.monotonic() > deadline:
+            raise Stopped(f"{what} did not become ready in {timeout:.0f} s")
+        stop.wait(0.2)
+
+
+def supervise(sup: Supervisor, stop: threading.Event) -> str | None:
+    """Wait for a stop signal (None) or a child's death (what happened)."""
+    while not stop.wait(0.5):
+        dead = sup.exited()
+        if dead is not None:
+            return f"{dead.name} exited with status {dead.proc.returncode}"
+    return None
+
+
+def prepare(settings: Settings, sup: Supervisor, stop: threading.Event, tmp: Path) -> tuple[dict[str, str], Notes]:
     """The children's environment (Redis, Graph API, secrets, dev defaults) and notes for the banner."""
     env = dict(os.environ)  # passed through to the children, which read it with Settings
     notes = [("Redis", _redis(settings, sup, stop, tmp, env))]
@@ -120,11 +159,7 @@ def _sandbox(sup: Supervisor, stop: threading.Event, env: dict[str, str]) -> str
 
     argv = [sys.executable, "-m", "igrelay.sandbox", "--port", "0", "--accounts", "2"]
     child = sup.start("sandbox Graph API", argv, env, stdout=subprocess.PIPE, text=True)
-    line = ""
-    deadline = time.monotonic() + 15
-    while not line and time.monotonic() < deadline and not stop.is_set() and child.proc.poll() is None:
-        if select.select([child.proc.stdout], [], [], 0.2)[0]:
-            line = child.proc.stdout.readline().strip()  # type: ignore[union-attr]
+    line = _first_line(child, stop, 15)
     if not line.startswith("sandbox Graph API on http://"):
         raise Stopped("the sandbox Graph API did not start")
     data = demo_data(2)  # the same deterministic accounts and tokens the child serves
@@ -138,6 +173,16 @@ def _sandbox(sup: Supervisor, stop: threading.Event, env: dict[str, str]) -> str
     return f"sandbox on {env['GRAPH_API_URL']} (no IG_ACCESS_TOKEN set), demo accounts {', '.join(tokens)}"
 
 
+def _first_line(child: Child, stop: threading.Event, timeout: float) -> str:
+    """The first non-blank line ``child`` prints on its piped stdout, or "" if none comes in time."""
+    out, deadline = child.proc.stdout, time.monotonic() + timeout
+    while out is not None and time.monotonic() < deadline and not stop.is_set() and child.proc.poll() is None:
+        line = str(out.readline()).strip() if select.select([out], [], [], 0.2)[0] else ""
+        if line:
+            return line
+    return ""
+
+
 def _subscribe_demo(graph: str, tokens: dict[str, str]) -> None:
     """Subscribe the demo accounts, as `igrelay subscribe` would, so the watchdog sees them subscribed."""
     from workers.subscriptions import INSTAGRAM_FIELDS
@@ -146,11 +191,6 @@ def _subscribe_demo(graph: str, tokens: dict[str, str]) -> None:
     for token in tokens.values():
         headers = {"Authorization": f"Bearer {token}"}
         requests.post(f"{graph}/v25.0/me/subscribed_apps", params=params, headers=headers, timeout=5).close()
-
-
-def _web_argv(host: str, port: int) -> list[str]:
-    conf = Path(config.__file__).resolve().parent / "gunicorn.conf.py"
-    return [sys.executable, "-m", "gunicorn", "--config", str(conf), "--bind", f"{host}:{port}", "webhook:create_app()"]
 
 
 def _answers(url: str) -> bool:
@@ -169,7 +209,7 @@ def _where(sink: str) -> str:
     return sinks.redact(sink)
 
 
-def banner(url: str, env: dict[str, str], settings: Settings, notes: list) -> None:
+def banner(url: str, env: dict[str, str], settings: Settings, notes: Notes) -> None:
     """How to use what is running."""
     sandbox = any(name == "Graph API" for name, _ in notes)
     account = DEMO_ACCOUNT if sandbox else (settings.accounts or [DEMO_ACCOUNT])[0]

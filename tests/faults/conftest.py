@@ -14,7 +14,6 @@ import json
 import os
 import shlex
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -32,19 +31,13 @@ from redis import Redis
 from config import contract
 from config.rq import QUEUES
 from igrelay import payloads
+from igrelay.procs import free_port
 from tests.conftest import SECRET, TEST_REDIS_URL, VERIFY_TOKEN
 from tests.support.procs import descendants, signal_all
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 ACCOUNT = "17841400000000001"
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on (right now)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.2) -> float | None:

@@ -3,24 +3,7 @@
 import os
 import signal
 
-
-def descendants(pid: int) -> list[int]:
-    """Every process below ``pid`` (RQ's work horse calls setpgrp, so it leaves the group)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    out, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
+from igrelay.procs import descendants  # every live process below a pid, read from /proc
 
 
 def signal_all(pids: list[int], sig: int) -> None:

@@ -1,10 +1,11 @@
-"""The ``igrelay dev`` supervisor: children in process groups of their own, stopped together.
+"""Processes that must not outlive the one that started them: free ports, the ``/proc`` tree, a supervisor.
 
-Each child starts in a new session, so a Ctrl-C in the terminal reaches only ``igrelay dev``, which
-then stops them newest first (the worker before the Redis it uses): SIGTERM to the child's process
-group, a grace period, SIGKILL to the group; at the end SIGKILL to every process it saw below itself
-(RQ's work horses run in process groups of their own, so the tree is read from ``/proc``). On Linux
-each child also gets ``PR_SET_PDEATHSIG``, so not even a SIGKILLed ``igrelay dev`` leaves them behind.
+Each child starts in a new session, so a Ctrl-C in the terminal reaches only the parent, which then
+stops them newest first (a worker before the Redis it uses): SIGTERM to the child's process group, a
+grace period, SIGKILL to the group; at the end SIGKILL to every process it saw below itself (RQ's
+work horses run in process groups of their own, so the tree is read from ``/proc``). On Linux each
+child also gets ``PR_SET_PDEATHSIG``, so not even a SIGKILLed parent leaves them behind.
+``igrelay dev`` supervises its children with it; the tests and benchmarks use its port and tree helpers.
 """
 
 from __future__ import annotations
@@ -15,26 +16,14 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 GRACE = 10.0  # seconds between SIGTERM and SIGKILL
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
-
-class Stopped(Exception):
-    """A stop signal arrived (or a child died) while waiting for something."""
-
-
-@dataclass
-class Child:
-    """One started process."""
-
-    name: str
-    proc: subprocess.Popen  # type: ignore[type-arg]
+ProcessTable = Mapping[int, tuple[int, str, str]]  # {pid: (ppid, state, start time)}
 
 
 def free_port() -> int:
@@ -55,20 +44,6 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
-def stop_event() -> threading.Event:
-    """An event set by SIGINT, SIGTERM or SIGHUP (instead of their default actions)."""
-    event = threading.Event()
-    for signum in STOP_SIGNALS:
-        signal.signal(signum, lambda *_: event.set())
-    return event
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: get SIGTERM when the parent dies (Linux ``prctl``)."""
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
-
-
 def process_table() -> dict[int, tuple[int, str, str]]:
     """``{pid: (ppid, state, start time)}`` from ``/proc`` (empty where there is no ``/proc``)."""
     table = {}
@@ -81,8 +56,9 @@ def process_table() -> dict[int, tuple[int, str, str]]:
     return table
 
 
-def descendants(root: int, table: Mapping[int, tuple[int, str, str]]) -> dict[int, str]:
-    """``{pid: start time}`` of every live process below ``root``."""
+def descendants(root: int, table: ProcessTable | None = None) -> dict[int, str]:
+    """``{pid: start time}`` of every live process below ``root`` (read from ``/proc`` unless given)."""
+    table = process_table() if table is None else table
     found: dict[int, str] = {}
     frontier = [root]
     while frontier:
@@ -94,6 +70,28 @@ def descendants(root: int, table: Mapping[int, tuple[int, str, str]]) -> dict[in
     return found
 
 
+def signal_group(pid: int, signum: int) -> None:
+    """Signal the process group ``pid`` leads (a child started in a session of its own), if it is there."""
+    try:
+        os.killpg(pid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM when the parent dies (Linux ``prctl``)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
+@dataclass
+class Child:
+    """One started process."""
+
+    name: str
+    proc: subprocess.Popen[Any]
+
+
 class Supervisor:
     """Starts children and makes sure none of them, nor anything they started, outlives it."""
 
@@ -101,10 +99,10 @@ class Supervisor:
         self.children: list[Child] = []
         self.seen: dict[int, str] = {}
 
-    def start(self, name: str, argv: Sequence[str], env: Mapping[str, str], **popen: object) -> Child:
+    def start(self, name: str, argv: Sequence[str], env: Mapping[str, str], **popen: Any) -> Child:
         """Start ``argv`` in a new session; ``popen`` is passed to ``Popen`` (e.g. ``stdout``)."""
         preexec = _die_with_parent if sys.platform.startswith("linux") else None
-        proc = subprocess.Popen(list(argv), env=dict(env), start_new_session=True, preexec_fn=preexec, **popen)  # type: ignore[call-overload]
+        proc = subprocess.Popen(list(argv), env=dict(env), start_new_session=True, preexec_fn=preexec, **popen)
         child = Child(name, proc)
         self.children.append(child)
         return child
@@ -115,22 +113,22 @@ class Supervisor:
 
     def remember(self) -> None:
         """Note every process below this one, so ``stop`` can find orphans too."""
-        self.seen.update(descendants(os.getpid(), process_table()))
+        self.seen.update(descendants(os.getpid()))
 
     def stop(self, grace: float = GRACE) -> None:
         """Newest first (the worker before its Redis): SIGTERM each group, wait ``grace``, SIGKILL what is left."""
         self.remember()
         for child in reversed(self.children):
-            _signal_group(child.proc, signal.SIGTERM)
+            signal_group(child.proc.pid, signal.SIGTERM)
             try:
                 child.proc.wait(grace)
             except subprocess.TimeoutExpired:
                 pass
             self.remember()
-            _signal_group(child.proc, signal.SIGKILL)
+            signal_group(child.proc.pid, signal.SIGKILL)
         self._kill_leftovers()
         for child in self.children:
-            _signal_group(child.proc, signal.SIGKILL)
+            signal_group(child.proc.pid, signal.SIGKILL)
             child.proc.wait()
             for stream in (child.proc.stdout, child.proc.stderr):
                 if stream is not None:
@@ -144,34 +142,3 @@ class Supervisor:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-
-
-def wait_for(ready: Callable[[], bool], what: str, sup: Supervisor, stop: threading.Event, timeout: float) -> None:
-    """Poll ``ready()`` until true; ``Stopped`` on a signal, a dead child or the timeout."""
-    deadline = time.monotonic() + timeout
-    while not ready():
-        dead = sup.exited()
-        if dead is not None:
-            raise Stopped(f"{dead.name} exited with status {dead.proc.returncode} while starting")
-        if stop.is_set():
-            raise Stopped()
-        if time.monotonic() > deadline:
-            raise Stopped(f"{what} did not become ready in {timeout:.0f} s")
-        stop.wait(0.2)
-
-
-def supervise(sup: Supervisor, stop: threading.Event) -> str | None:
-    """Wait for a stop signal (None) or a child's death (what happened)."""
-    while not stop.wait(0.5):
-        dead = sup.exited()
-        if dead is not None:
-            return f"{dead.name} exited with status {dead.proc.returncode}"
-    return None
-
-
-def _signal_group(proc: subprocess.Popen, signum: int) -> None:  # type: ignore[type-arg]
-    """Signal the child's process group (its pid: it leads a session of its own)."""
-    try:
-        os.killpg(proc.pid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass
