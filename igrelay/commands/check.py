@@ -24,7 +24,7 @@ from config.settings import ConfigError, Settings, redact_url
 from igrelay.commands.common import explain_parts, who
 from workers import media_state, subscriptions, watchdog
 from workers.graph import GraphError
-from workers.graph_client import GraphClient, fingerprint, new_session, timeout_for
+from workers.graph_client import GraphClient, fingerprint, open_client
 
 MARKS = {"ok": "OK", "warn": "WARN", "problem": "PROBLEM"}
 
@@ -146,8 +146,7 @@ def token_rows(settings: Settings, redis: Redis | None) -> list[Row]:
     if not accounts:
         fix = "set IG_ACCESS_TOKENS=ACCOUNT_ID=TOKEN (or IG_ACCESS_TOKEN); without one no insights are fetched"
         return [Row("problem", "token", "no access token configured", fix)]
-    with new_session(8) as session, ThreadPoolExecutor(8) as pool:
-        client = GraphClient(session, settings, redis, timeout_for(settings))
+    with open_client(settings, redis, pool=8) as client, ThreadPoolExecutor(8) as pool:
         found = list(pool.map(lambda a: _token(client, settings, redis, a), accounts))
     return [row for rows in found for row in rows]
 

@@ -9,9 +9,9 @@ from redis import Redis
 
 from config.settings import Settings
 from igrelay.commands.common import CommandError, explain, optional_redis, print_json
-from workers import metric_registry, records
+from workers import records
 from workers.graph import AuthError, GraphError, TerminalError
-from workers.graph_client import GraphClient, new_session, timeout_for
+from workers.graph_client import GraphClient, open_client
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -68,8 +68,7 @@ def fetch_now(
     if not candidates:
         raise AuthError("no access token configured")
     error: GraphError = AuthError("no token could read this media")
-    with new_session(2) as session:
-        client = GraphClient(session, settings, redis, timeout_for(settings))
+    with open_client(settings, redis, pool=2) as client:
         for acc in candidates:
             try:
                 return _fetch_record(client, settings, acc, media_id)
@@ -84,10 +83,8 @@ def _fetch_record(client: GraphClient, settings: Settings, account: str, media_i
     fields = {"fields": "id,media_type,media_product_type,permalink,timestamp,owner"}
     node = client.get(account, media_id, fields)
     owner = account or str((node.get("owner") or {}).get("id") or "unknown")
-    kind, media_type = node.get("media_product_type") or "FEED", node.get("media_type")
     try:
-        result = client.media(account, media_id, kind, media_type)
+        result = client.media(account, media_id, node.get("media_product_type") or "FEED", node.get("media_type"))
     except TerminalError as exc:
-        wanted = metric_registry.configured(settings, kind, media_type)
-        return records.media_insights(owner, node, {}, dict.fromkeys(wanted, exc.reason), "manual")
+        return records.terminal_insights(settings, owner, node, exc.reason, "manual")
     return records.media_insights(owner, result.node, result.metrics, result.unavailable, "manual")

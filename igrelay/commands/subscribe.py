@@ -9,7 +9,7 @@ from config.settings import Settings
 from igrelay.commands.common import CommandError, explain, optional_redis, table
 from workers import subscriptions
 from workers.graph import GraphError
-from workers.graph_client import GraphClient, new_session, timeout_for
+from workers.graph_client import GraphClient, open_client
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -48,8 +48,7 @@ def cmd_subscribe(args: argparse.Namespace, settings: Settings) -> int:
     fields = subscriptions.fields_for(settings, args.fields)
     rows = []
     redis = optional_redis(settings)
-    with new_session(2) as session:
-        client = GraphClient(session, settings, redis, timeout_for(settings))
+    with open_client(settings, redis, pool=2) as client:
         for account in accounts:
             rows.append([account or "(IG_ACCESS_TOKEN)", ",".join(fields), _one(client, settings, account, fields)])
     if redis is not None:
