@@ -59,7 +59,9 @@ def test_refusal_styles(sb, style, message):
 
 def test_mixed_refusals_are_deterministic_and_varied(sb):
     story = old_story(sb)
-    requests_ = [f"reach,saved,{extra}" for extra in ("likes", "comments", "views", "shares", "ig_reels_avg_watch_time")]
+    requests_ = [
+        f"reach,saved,{extra}" for extra in ("likes", "comments", "views", "shares", "ig_reels_avg_watch_time")
+    ]
     requests_ += [f"saved,{extra}" for extra in ("reach", "views", "shares", "likes", "replies", "navigation")]
     first = [error_of(call(sb, f"{story}/insights", metric=m))["message"] for m in requests_]
     again = [error_of(call(sb, f"{story}/insights", metric=m))["message"] for m in requests_]
@@ -159,7 +161,9 @@ def test_media_product_type_and_follow_type_values(sb):
     body = _insights(sb, metric="likes", period="day", metric_type="total_value", breakdown="media_product_type")
     values = {r["dimension_values"][0] for r in body.json()["data"][0]["total_value"]["breakdowns"][0]["results"]}
     assert values == {"POST", "REEL", "STORY", "AD", "CAROUSEL_CONTAINER"}
-    body = _insights(sb, metric="follows_and_unfollows", period="day", metric_type="total_value", breakdown="follow_type")
+    body = _insights(
+        sb, metric="follows_and_unfollows", period="day", metric_type="total_value", breakdown="follow_type"
+    )
     total = body.json()["data"][0]["total_value"]
     assert [r["dimension_values"] for r in total["breakdowns"][0]["results"]] == [["FOLLOWER"], ["NON_FOLLOWER"]]
     assert total["value"] == sum(r["value"] for r in total["breakdowns"][0]["results"])
@@ -206,8 +210,18 @@ def test_online_followers_and_follower_count(sb):
 @pytest.mark.parametrize(
     ("product", "metric", "breakdown", "values"),
     [
-        ("STORY", "navigation", "story_navigation_action_type", {"tap_forward", "tap_back", "tap_exit", "swipe_forward"}),
-        ("FEED", "profile_activity", "action_type", {"BIO_LINK_CLICKED", "CALL", "DIRECTION", "EMAIL", "OTHER", "TEXT"}),
+        (
+            "STORY",
+            "navigation",
+            "story_navigation_action_type",
+            {"tap_forward", "tap_back", "tap_exit", "swipe_forward"},
+        ),
+        (
+            "FEED",
+            "profile_activity",
+            "action_type",
+            {"BIO_LINK_CLICKED", "CALL", "DIRECTION", "EMAIL", "OTHER", "TEXT"},
+        ),
     ],
 )
 def test_media_breakdowns(sb, product, metric, breakdown, values):
