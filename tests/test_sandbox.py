@@ -94,7 +94,7 @@ def test_metrics_follow_the_media_product_type(sb, http, account):
 def test_deprecated_metrics_get_metas_code_100(sb, http, account):
     image = media_of(sb, account, "FEED", "IMAGE")
     error = error_of(get(sb, http, f"{image}/insights", metric="reach,video_views"))
-    assert error["code"] == 100 and error["type"] == "OAuthException"
+    assert error["code"] == 100 and error["type"] == "IGApiException"  # graph.instagram.com's type
     assert error["message"].startswith("(#100) metric[1] must be one of the following values: impressions, reach")
     impressions = error_of(get(sb, http, f"{image}/insights", metric="impressions"))["message"]
     assert impressions.startswith("(#100) Starting from version v22.0 and above, the impressions metric")
@@ -125,7 +125,7 @@ def test_deleted_and_foreign_media_are_100_33(sb, http, account):
     foreign = media_of(sb, sb.accounts[1], "FEED", "IMAGE")
     for target in (media_id, foreign):
         error = error_of(get(sb, http, target, fields="id"))
-        assert (error["code"], error["error_subcode"], error["type"]) == (100, 33, "GraphMethodException")
+        assert (error["code"], error["error_subcode"], error["type"]) == (100, 33, "IGApiException")
         assert f"Object with ID '{target}' does not exist" in error["message"]
 
 
@@ -134,7 +134,7 @@ def test_story_insights_need_five_viewers_and_expire(sb, http, account):
     error = error_of(get(sb, http, f"{few}/insights", metric="reach"))
     assert (error["code"], error["type"]) == (10, "OAuthException")
     assert error["message"] == "(#10) Not enough viewers for the media to show insights"
-    live = sb.add_media(account, "STORY")
+    live = sb.add_media(account, "STORY", timestamp=datetime.now(UTC) - timedelta(hours=3))
     assert get(sb, http, f"{live}/insights", metric="reach,navigation,replies").json()["data"]
     sb.advance(25 * 3600)
     assert get(sb, http, f"{live}/insights", metric="reach").json() == {"data": []}
@@ -148,7 +148,7 @@ def test_carousel_children_have_no_insights(sb, http, account):
 
 
 def test_breakdown_carries_total_value(sb, http, account):
-    story = sb.add_media(account, "STORY")
+    story = sb.add_media(account, "STORY", timestamp=datetime.now(UTC) - timedelta(hours=3))
     item = get(sb, http, f"{story}/insights", metric="navigation", breakdown="story_navigation_action_type").json()[
         "data"
     ][0]
@@ -167,7 +167,13 @@ def test_empty_metrics_answer_empty_data(sb, http, account):
 
 
 # listings ------------------------------------------------------------------------------------------
-def test_media_pages_newest_first_without_stories(sb, http, account):
+def test_media_pages_newest_first_without_stories(account):
+    with Sandbox(demo_data(2, history=0)) as sb, requests.Session() as http:
+        http.headers["Authorization"] = f"Bearer {sb.token_for(account)}"
+        _pages_newest_first(sb, http, account)
+
+
+def _pages_newest_first(sb, http, account):
     for hours in range(5):
         sb.add_media(account, timestamp=datetime.now(UTC) - timedelta(hours=100 + hours))
     url, params, seen = f"{sb.url}/{V}/me/media", {"fields": "id,timestamp,media_product_type", "limit": 3}, []
@@ -190,7 +196,10 @@ def test_stories_lists_only_the_last_24_hours(sb, http, account):
 
 def test_user_node(sb, http, account):
     body = get(sb, http, "me", fields="id,user_id,username,followers_count,media_count").json()
-    assert body["id"] == body["user_id"] == account and body["media_count"] == 4
+    assert body["user_id"] == account and body["id"] != account  # Instagram Login: id is app-scoped
+    assert body["media_count"] == 4 + 240  # the recent demo media and six months of history
+    for node in (account, body["id"]):  # both ids name the account, as on graph.instagram.com
+        assert get(sb, http, node, fields="user_id").json()["user_id"] == account
     assert error_of(get(sb, http, "me", fields="nope"))["code"] == 100
 
 
@@ -234,8 +243,7 @@ def test_refresh_access_token(sb, account, prefix):
     with requests.Session() as session:
         answer = session.get(
             f"{sb.url}{prefix}/refresh_access_token",
-            params={"grant_type": "ig_refresh_token"},
-            headers={"Authorization": f"Bearer {old}"},
+            params={"grant_type": "ig_refresh_token", "access_token": old},
             timeout=5,
         ).json()
         assert answer["token_type"] == "bearer" and answer["expires_in"] == 5184000
@@ -247,9 +255,10 @@ def test_refresh_access_token(sb, account, prefix):
 
 def test_expired_token(sb, http, account):
     sb.expire_token(account)
-    for path in ("me", "refresh_access_token?grant_type=ig_refresh_token"):
+    token = sb.token_for(account)
+    for path in ("me", f"refresh_access_token?grant_type=ig_refresh_token&access_token={token}"):
         error = error_of(get(sb, http, path))
-        assert (error["code"], error["error_subcode"]) == (190, 463)
+        assert (error["code"], error["error_subcode"], error["type"]) == (190, 463, "OAuthException")
 
 
 def test_invalid_and_missing_tokens(sb):

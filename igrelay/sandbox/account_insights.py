@@ -6,29 +6,36 @@ https://developers.facebook.com/docs/instagram-platform/api-reference/instagram-
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Collection, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from igrelay.sandbox import errors
 from igrelay.sandbox.data import Account, meta_time
 from igrelay.sandbox.errors import GraphErrorReply
 
 _DAY = 86400
-_DAY_ENDS = 8 * 3600  # end_time of a day is 08:00 UTC
+# period=day buckets end at Pacific midnight, so end_time is 07:00 or 08:00 UTC with daylight saving
+# (https://github.com/airbytehq/airbyte/pull/74006, https://github.com/sns-sdks/python-facebook/issues/55).
+PACIFIC = ZoneInfo("America/Los_Angeles")
 MAX_WINDOW = 30 * _DAY  # community: "There cannot be more than 30 days (2592000 s) between since and until"
 PERIODS = ["day", "week", "days_28", "month", "lifetime", "total_over_range"]
 METRIC_TYPES = ["time_series", "total_value"]
 DIMENSIONS = {
-    "media_product_type": ["AD", "FEED", "REELS", "STORY"],
+    "media_product_type": ["POST", "REEL", "STORY", "AD", "CAROUSEL_CONTAINER"],
     "follow_type": ["FOLLOWER", "NON_FOLLOWER", "UNKNOWN"],
     "follower_type": ["FOLLOWER", "NON_FOLLOWER"],
-    "contact_button_type": ["BOOK_NOW", "CALL", "DIRECTION", "EMAIL", "TEXT", "UNDEFINED"],
-    "age": ["18-24", "25-34", "35-44", "45-54", "55-64", "65+"],
+    "contact_button_type": ["BOOK_NOW", "CALL", "DIRECTION", "EMAIL", "INSTANT_EXPERIENCE", "TEXT", "UNDEFINED"],
+    "age": ["13-17", "18-24", "25-34", "35-44", "45-54", "55-64", "65+"],
     "gender": ["F", "M", "U"],
-    "country": ["US", "DE", "FR", "BR", "IN"],
-    "city": ["London, England", "Berlin, Berlin", "Paris, Ile-de-France", "New York, New York"],
+    "country": ["US", "DE", "FR", "BR", "IN", "GB", "IT"],
+    "city": ["London, England", "Berlin, Berlin", "Paris, Ile-de-France", "New York, New York", "Sao Paulo, Sao Paulo"],
 }
+_METRIC_DIMENSIONS = {("follows_and_unfollows", "follow_type"): ["FOLLOWER", "NON_FOLLOWER"]}
+TOP_SEGMENTS = 45  # USER-INS: demographics return the top 45 segments only
+TIMEFRAMES = ["this_week", "this_month"]  # USER-INS: the others are unsupported from v20.0
 _DEMOGRAPHIC = ["age", "city", "country", "gender"]
 # metric -> breakdowns it accepts (USER-INS 5.2); metrics not here accept none.
 BREAKDOWNS: dict[str, list[str]] = {
@@ -46,6 +53,8 @@ BREAKDOWNS: dict[str, list[str]] = {
     "reached_audience_demographics": _DEMOGRAPHIC,
 }
 TIME_SERIES = {"follower_count", "online_followers", "reach"}  # the rest are total_value only (v21+)
+DEMOGRAPHICS = {"follower_demographics", "engaged_audience_demographics", "reached_audience_demographics"}
+LIFETIME = DEMOGRAPHICS | {"online_followers"}  # every other metric wants period=day
 NEEDS_100_FOLLOWERS = {"follower_count", "online_followers", "follower_demographics", "follows_and_unfollows"}
 KNOWN = [
     "reach",
@@ -75,9 +84,11 @@ def account_insights(
 ) -> list[dict[str, Any]]:
     """The ``data`` list, or the GraphErrorReply Meta would answer with."""
     metrics, period, metric_type = _metrics(params, withdrawn)
-    breakdowns = _csv(params.get("breakdown", ""))
+    # time_series has no breakdowns: Meta leaves them out rather than refusing
+    breakdowns = _csv(params.get("breakdown", "")) if metric_type == "total_value" else []
     since, until = _window(params, now)
-    _check_breakdowns(metrics, breakdowns, metric_type)
+    _check_breakdowns(metrics, breakdowns)
+    _check_timeframe(metrics, params)
     if account.followers_count < 100:  # USER-INS 5.3: these are simply not returned
         metrics = [m for m in metrics if m not in NEEDS_100_FOLLOWERS]
     base = {"account": account.id, "period": period}
@@ -104,6 +115,7 @@ def _metrics(params: Mapping[str, str], withdrawn: Collection[str]) -> tuple[lis
     for index, name in enumerate(metrics):
         if name not in known:
             raise errors.must_be_one_of("metric", index, known)
+    _check_period(metrics, period)
     total_only = [m for m in metrics if m not in TIME_SERIES]
     if metric_type == "time_series" and total_only:
         raise GraphErrorReply(
@@ -112,6 +124,27 @@ def _metrics(params: Mapping[str, str], withdrawn: Collection[str]) -> tuple[lis
             "with parameter metric_type=total_value",
         )
     return metrics, period, metric_type
+
+
+def _check_period(metrics: list[str], period: str) -> None:
+    """Demographics and online_followers want period=lifetime, the rest period=day (USER-INS)."""
+    for wanted in ("lifetime", "day"):
+        wrong = [m for m in metrics if (m in LIFETIME) == (wanted == "lifetime") and period != wanted]
+        if wrong:
+            raise GraphErrorReply(
+                100,
+                f"(#100) The following metrics ({', '.join(wrong)}) should be specified with parameter period={wanted}",
+            )
+
+
+def _check_timeframe(metrics: list[str], params: Mapping[str, str]) -> None:
+    """Demographics need ``timeframe`` (USER-INS), one of the values still supported."""
+    if not DEMOGRAPHICS.intersection(metrics):
+        return
+    if "timeframe" not in params:
+        raise errors.param_required("timeframe")
+    if params["timeframe"] not in TIMEFRAMES:
+        raise errors.must_be_one_of("timeframe", 0, TIMEFRAMES)
 
 
 def _window(params: Mapping[str, str], now: datetime) -> tuple[int, int]:
@@ -128,21 +161,37 @@ def _window(params: Mapping[str, str], now: datetime) -> tuple[int, int]:
     return since, until
 
 
-def _check_breakdowns(metrics: list[str], breakdowns: list[str], metric_type: str) -> None:
-    """Breakdowns need total_value and must suit every requested metric; wording [UNCERTAIN]."""
-    if breakdowns and metric_type != "total_value":
-        raise GraphErrorReply(100, "(#100) breakdown is only supported with metric_type=total_value")
+def _check_breakdowns(metrics: list[str], breakdowns: list[str]) -> None:
+    """A breakdown must suit every requested metric; Meta answers anything else with its unknown error."""
+    # https://developers.facebook.com/docs/instagram-platform/api-reference/instagram-user/insights
     for name in breakdowns:
-        for metric in metrics:
-            if name not in BREAKDOWNS.get(metric, []):
-                raise GraphErrorReply(100, f"(#100) Incompatible breakdown {name} for metric {metric}")
+        if any(name not in BREAKDOWNS.get(metric, []) for metric in metrics):
+            raise errors.unknown_error()
+
+
+def day_ends(since: int, until: int) -> list[datetime]:
+    """The end_time of each Pacific day ending in (since, until]; at least one."""
+    day = datetime.fromtimestamp(since, PACIFIC).date()
+    ends: list[datetime] = []
+    while True:
+        end = _pacific_midnight(day + timedelta(days=1))
+        if end.timestamp() > until and ends:
+            return ends
+        if end.timestamp() > since:
+            ends.append(end)
+        day += timedelta(days=1)
+
+
+def _pacific_midnight(day: date) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=PACIFIC).astimezone(UTC)
 
 
 def _time_series(name: str, base: dict[str, str], since: int, until: int) -> dict[str, Any]:
     """One value per day in the window; ``follower_count`` is new followers per day, not a total."""
-    first_end = since - (since - _DAY_ENDS) % _DAY + _DAY  # days end at Pacific midnight, as Meta's do
-    ends = range(first_end, max(until, first_end) + 1, _DAY)
-    values = [{"value": _series_value(base["account"], name, end), "end_time": meta_time(_utc(end))} for end in ends]
+    values = [
+        {"value": _series_value(base["account"], name, _day_of(end)), "end_time": meta_time(end)}
+        for end in day_ends(since, until)
+    ]
     return {
         "name": name,
         "period": base["period"],
@@ -154,14 +203,11 @@ def _time_series(name: str, base: dict[str, str], since: int, until: int) -> dic
 
 
 def _total(name: str, base: dict[str, str], since: int, until: int, breakdowns: list[str]) -> dict[str, Any]:
-    """The total over the window, optionally split by the first breakdown."""
-    days = range(since, max(until, since + 1), _DAY)
+    """The total over the window's Pacific days, optionally split by the breakdowns."""
+    days = [_day_of(end) for end in day_ends(since, until)]
     total: dict[str, Any] = {"value": sum(_daily(base["account"], name, day) for day in days)}
     if breakdowns:
-        keys = DIMENSIONS[breakdowns[0]]
-        results = [{"dimension_values": [k], "value": _daily(base["account"], f"{name}:{k}", since)} for k in keys]
-        total["value"] = sum(r["value"] for r in results)
-        total["breakdowns"] = [{"dimension_keys": [breakdowns[0]], "results": results}]
+        total = _broken_down(base["account"], name, breakdowns, days[0])
     return {
         "name": name,
         "period": base["period"],
@@ -172,25 +218,40 @@ def _total(name: str, base: dict[str, str], since: int, until: int, breakdowns: 
     }
 
 
-def _series_value(account_id: str, name: str, day: int) -> int | dict[str, int]:
+def _broken_down(account_id: str, name: str, breakdowns: list[str], day: str) -> dict[str, Any]:
+    """Meta's total_value with breakdowns: one result per combination of dimension values."""
+    axes = [_METRIC_DIMENSIONS.get((name, b), DIMENSIONS[b]) for b in breakdowns]
+    results = [
+        {"dimension_values": list(combo), "value": _daily(account_id, f"{name}:{':'.join(combo)}", day)}
+        for combo in itertools.product(*axes)
+    ]
+    if name in DEMOGRAPHICS:  # only the top segments, and no overall value
+        results = sorted(results, key=lambda r: -r["value"])[:TOP_SEGMENTS]
+        return {"breakdowns": [{"dimension_keys": breakdowns, "results": results}]}
+    total = sum(r["value"] for r in results)
+    return {"value": total, "breakdowns": [{"dimension_keys": breakdowns, "results": results}]}
+
+
+def _series_value(account_id: str, name: str, day: str) -> int | dict[str, int]:
     """A day's value; ``online_followers`` maps each hour of the day to a count."""
     if name == "online_followers":
         return {str(hour): _daily(account_id, f"{name}:{hour}", day) for hour in range(24)}
     return _daily(account_id, name, day)
 
 
-def _daily(account_id: str, name: str, day: int) -> int:
-    """A stable daily value in 0..499 for (account, metric, day)."""
-    digest = hashlib.sha256(f"{account_id}:{name}:{day // _DAY}".encode()).hexdigest()
+def _daily(account_id: str, name: str, day: str) -> int:
+    """A stable daily value in 0..499 for (account, metric, Pacific day)."""
+    digest = hashlib.sha256(f"{account_id}:{name}:{day}".encode()).hexdigest()
     return int(digest[:8], 16) % 500
+
+
+def _day_of(end: datetime) -> str:
+    """The Pacific date of the day ending at ``end``."""
+    return (end.astimezone(PACIFIC) - timedelta(hours=1)).date().isoformat()
 
 
 def _title(name: str) -> str:
     return name.replace("_", " ").capitalize()
-
-
-def _utc(seconds: int) -> datetime:
-    return datetime.fromtimestamp(seconds, UTC)
 
 
 def _csv(text: str) -> list[str]:

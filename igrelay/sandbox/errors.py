@@ -3,6 +3,12 @@
 Envelope: https://developers.facebook.com/docs/graph-api/guides/error-handling
 ``{"error":{"message","type","code","error_subcode"?,"is_transient"?,"error_user_title"?,
 "error_user_msg"?,"fbtrace_id"}}``, sent with HTTP ``status`` (400 for most, even throttling).
+graph.instagram.com names most errors ``IGApiException`` (e.g. 2500 "Unknown path components", reported in
+https://github.com/restfb/restfb/issues/1558); token errors (104, 190) and code 10 stay ``OAuthException``.
+api.instagram.com's code exchange answers a flat ``{"error_type","code","error_message"}`` instead.
+
+    GraphErrorReply
+     +-- InstagramOAuthError   (api.instagram.com/oauth/access_token's flat shape)
 """
 
 from __future__ import annotations
@@ -35,6 +41,12 @@ class GraphErrorReply(Exception):
             "error_user_title": user_title,
             "error_user_msg": user_msg,
         }
+
+    def on_instagram_host(self) -> GraphErrorReply:
+        """The same error as graph.instagram.com types it."""
+        if self.type in ("OAuthException", "GraphMethodException") and self.code not in (10, 104, 190):
+            self.type = "IGApiException"
+        return self
 
     def body(self) -> dict[str, Any]:
         """The JSON body, with a fresh ``fbtrace_id``."""
@@ -125,3 +137,62 @@ def buc_throttled() -> GraphErrorReply:
 def app_throttled() -> GraphErrorReply:
     """Code 4: the app-level request limit."""
     return GraphErrorReply(4, "(#4) Application request limit reached", transient=True)
+
+
+class InstagramOAuthError(GraphErrorReply):
+    """An error of api.instagram.com/oauth/access_token: flat, HTTP 400, ``code`` 400."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(400, message, status=400)
+
+    def on_instagram_host(self) -> GraphErrorReply:
+        return self
+
+    def body(self) -> dict[str, Any]:
+        return {"error_type": "OAuthException", "code": 400, "error_message": self.message}
+
+
+def not_enough_viewers() -> GraphErrorReply:
+    """Code 10 for a story with under 5 viewers; it goes away as viewers grow (MEDIA-INS)."""
+    return GraphErrorReply(10, "(#10) Not enough viewers for the media to show insights")
+
+
+def no_permission() -> GraphErrorReply:
+    """Code 10 for one media the app may not read; other media of the account still answer."""
+    # https://github.com/airbytehq/airbyte/pull/32245 skips it per media
+    return GraphErrorReply(10, "(#10) Application does not have permission for this action")
+
+
+def unsupported_metrics(names: list[str], style: str) -> GraphErrorReply:
+    """Code 100 refusing ``names`` for the media, in one of Meta's wordings (``REFUSAL_STYLES``)."""
+    if style == "multi":  # https://www.volcengine.com/article/1139570
+        listed = ", ".join(names)
+        return GraphErrorReply(
+            100, f"(#100) The Media Insights API does not support the {listed} metric for this media product type"
+        )
+    if style == "media_type":  # https://github.com/exileum/meta-mcp/issues/120
+        return GraphErrorReply(100, f"The metric {names[0]} is not supported for this media type")
+    if style == "anonymous":  # names nothing: the client must find the metric itself
+        return GraphErrorReply(100, "(#100) Invalid parameter")
+    return GraphErrorReply(
+        100, f"(#100) The Media Insights API does not support the {names[0]} metric for this media product type"
+    )
+
+
+REFUSAL_STYLES = ("single", "multi", "media_type", "anonymous")
+
+
+def token_too_young() -> GraphErrorReply:
+    """refresh_access_token on a token under 24 h old (the rule is Meta's, the wording unverified)."""
+    # https://developers.facebook.com/documentation/instagram-platform/reference/refresh_access_token
+    return GraphErrorReply(100, "(#100) The access token must be at least 24 hours old to be refreshed")
+
+
+def bad_client_secret() -> GraphErrorReply:
+    """A ``client_secret`` that is not the app's."""
+    return GraphErrorReply(1, "Error validating client secret.", status=400)
+
+
+def bad_client_id() -> GraphErrorReply:
+    """A ``client_id`` that is not the app's."""
+    return GraphErrorReply(101, "Error validating application. Invalid application ID.")

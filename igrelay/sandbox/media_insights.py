@@ -44,10 +44,13 @@ KNOWN = [
 ]
 _COMMON = {"views", "reach", "shares", "total_interactions", "reposts", "facebook_views"}
 _ACTIVITY = {"follows", "profile_visits", "profile_activity"}
-# Metrics by media_product_type; total_* need Facebook Login, which the sandbox does not imitate.
+_TOTALS = {"total_views", "total_likes", "total_comments"}
+# Metrics by media_product_type (MEDIA-INS); reposts and reels_skip_rate apply to every version Meta serves
+# (https://developers.facebook.com/docs/instagram-platform/changelog, 2025-12-03 and 2026-06-22).
 BY_PRODUCT = {
-    "FEED": _COMMON | _ACTIVITY | {"likes", "comments", "saved"},
+    "FEED": _COMMON | _ACTIVITY | _TOTALS | {"likes", "comments", "saved"},
     "REELS": _COMMON
+    | _TOTALS
     | {
         "likes",
         "comments",
@@ -57,8 +60,10 @@ BY_PRODUCT = {
         "reels_skip_rate",
         "crossposted_views",
     },
-    "STORY": _COMMON | _ACTIVITY | {"navigation", "replies", "link_clicks"},
+    "STORY": _COMMON | _ACTIVITY | {"navigation", "replies", "link_clicks", "total_views"},
 }
+# Only with Facebook Login (graph.facebook.com); graph.instagram.com refuses them (changelog 2026-06-22, MEDIA-INS).
+FACEBOOK_LOGIN_ONLY = _TOTALS | {"link_clicks"}
 BREAKDOWNS = {  # breakdown -> (the one metric it goes with, dimension values)
     "action_type": ("profile_activity", ["BIO_LINK_CLICKED", "CALL", "DIRECTION", "EMAIL", "OTHER", "TEXT"]),
     "story_navigation_action_type": ("navigation", ["tap_forward", "tap_back", "tap_exit", "swipe_forward"]),
@@ -99,29 +104,55 @@ TITLES = {  # metric -> the title Meta shows with it
     "ig_reels_avg_watch_time": "Average watch time",
     "ig_reels_video_view_total_time": "Watch time",
     "reels_skip_rate": "Skip rate",
+    "total_views": "Total views",
+    "total_likes": "Total likes",
+    "total_comments": "Total comments",
 }
 STORY_LIFETIME = timedelta(hours=24)
+VIEWER_RAMP = timedelta(hours=2)  # a story reaches its viewers over its first two hours
+_STYLE_WEIGHTS = [("single", 4), ("multi", 3), ("media_type", 2), ("anonymous", 1)]  # "mixed", out of 10
 
 
-def check_metrics(media: Media, metrics: list[str], withdrawn: Collection[str]) -> None:
-    """Raise Meta's code-100 error for the first metric this media cannot answer (one fails them all)."""
+def check_metrics(
+    media: Media, metrics: list[str], withdrawn: Collection[str], login_type: str = "instagram", style: str = "mixed"
+) -> None:
+    """Raise Meta's code-100 error if any metric is unknown or does not suit this media (one fails them all)."""
     known = [m for m in KNOWN if m not in withdrawn]
     for index, name in enumerate(metrics):
         if name not in known:
             raise errors.must_be_one_of("metric", index, known)
-        if name == "impressions" and media.media_type != "VIDEO":  # [V22] community-observed wording
-            raise GraphErrorReply(
-                100,
-                "(#100) Starting from version v22.0 and above, the impressions metric is "
-                "no longer supported for the queried media",
-            )
-        if name not in BY_PRODUCT[media.media_product_type]:
-            raise GraphErrorReply(
-                100, f"(#100) The Media Insights API does not support the {name} metric for this media product type"
-            )
+    if "impressions" in metrics and media.media_type != "VIDEO":  # [V22] community-observed wording
+        raise GraphErrorReply(
+            100,
+            "(#100) Starting from version v22.0 and above, the impressions metric is "
+            "no longer supported for the queried media",
+        )
+    refused = [name for name in metrics if not supports(media, name, login_type)]
+    if refused:
+        raise errors.unsupported_metrics(refused, refusal_style(style, media, metrics))
+    for name in metrics:
         if name in ("facebook_views", "crossposted_views") and not media.shared_to_facebook:
             # MEDIA-INS: "error if the media is not shared to Facebook"; exact wording [UNCERTAIN]
             raise GraphErrorReply(100, f"(#100) The {name} metric is only available for media shared to Facebook")
+
+
+def supports(media: Media, name: str, login_type: str) -> bool:
+    """Whether Meta answers metric ``name`` for this media under this login type."""
+    if login_type == "instagram" and name in FACEBOOK_LOGIN_ONLY:
+        return False
+    return name in BY_PRODUCT[media.media_product_type]
+
+
+def refusal_style(style: str, media: Media, metrics: list[str]) -> str:
+    """The wording to refuse with: ``style`` itself, or for ``mixed`` one fixed per (media, request)."""
+    if style != "mixed":
+        return style
+    pick = _fraction(media.id, ",".join(metrics), "refusal") * sum(w for _, w in _STYLE_WEIGHTS)
+    for name, weight in _STYLE_WEIGHTS:
+        pick -= weight
+        if pick < 0:
+            return name
+    return "single"
 
 
 def check_breakdowns(metrics: list[str], breakdowns: list[str]) -> None:
@@ -133,10 +164,12 @@ def check_breakdowns(metrics: list[str], breakdowns: list[str]) -> None:
             raise errors.unknown_error()  # MEDIA-INS: breakdown on a metric without one
 
 
-def check_media(media: Media, now: datetime) -> bool:
-    """Raise for media without insights; False when the answer is an empty ``data`` (expired story)."""
+def check_access(media: Media) -> None:
+    """Raise for media whose insights Meta refuses whatever the metrics."""
     if media.parent_id:  # MEDIA-INS: no insights for album children; wording [UNCERTAIN]
         raise GraphErrorReply(100, "(#100) Media insights are not supported for children of a carousel album")
+    if media.permission_denied:
+        raise errors.no_permission()
     if media.pre_conversion:  # community: airbyte #1814
         raise GraphErrorReply(
             100,
@@ -147,12 +180,22 @@ def check_media(media: Media, now: datetime) -> bool:
             user_msg="The media was posted before the most recent time that the user's account "
             "was converted to a business account from a personal account.",
         )
+
+
+def check_media(media: Media, now: datetime) -> bool:
+    """Raise for a story with too few viewers yet; False when the answer is an empty ``data`` (expired story)."""
     if media.media_product_type == "STORY":
         if now - media.timestamp > STORY_LIFETIME:
             return False  # MEDIA-INS: story metrics live 24 h; after that, no data
-        if media.story_viewers < 5:  # MEDIA-INS: "a story metric under 5" fails with code 10
-            raise GraphErrorReply(10, "(#10) Not enough viewers for the media to show insights")
+        if viewers(media, now) < 5:  # MEDIA-INS: "values less than 5 return error code 10"
+            raise errors.not_enough_viewers()
     return True
+
+
+def viewers(media: Media, now: datetime) -> int:
+    """A story's viewers so far: growing from 0 to ``story_viewers`` over ``VIEWER_RAMP``."""
+    age = max((now - media.timestamp) / VIEWER_RAMP, 0.0)
+    return int(media.story_viewers * min(age, 1.0))
 
 
 def insight_items(
@@ -179,6 +222,11 @@ def insight_items(
 
 def value(media: Media, name: str, now: datetime) -> int | float:
     """Deterministic per (media, metric), growing with age toward a plateau, mutually consistent."""
+    if name in _TOTALS:  # organic plus ad/boosted engagement, so a little more than the organic count
+        return int(value(media, name.removeprefix("total_"), now) * 1.1)
+    if media.media_product_type == "STORY" and name in ("reach", "views"):
+        seen = viewers(media, now)
+        return seen if name == "reach" else int(seen * (1.2 + _fraction(media.id, name)))
     if name == "reach":
         return int(value(media, "views", now) * (0.6 + 0.3 * _fraction(media.id, name)))
     if name == "total_interactions":

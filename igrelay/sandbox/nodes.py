@@ -29,6 +29,8 @@ class View:
     now: datetime
     withdrawn: Collection[str] = ()
     empty: Collection[str] = ()
+    login_type: str = "instagram"
+    refusal_style: str = "mixed"
 
 
 def media_node(view: View, media: Media, wanted: list[Field]) -> dict[str, Any]:
@@ -48,7 +50,8 @@ def media_insights_data(view: View, media: Media, metrics: list[str], breakdowns
     """The insights ``data`` list for ``media`` or the GraphErrorReply that fails the whole call."""
     if not metrics:
         raise errors.param_required("metric")
-    media_insights.check_metrics(media, metrics, view.withdrawn)
+    media_insights.check_access(media)
+    media_insights.check_metrics(media, metrics, view.withdrawn, view.login_type, view.refusal_style)
     media_insights.check_breakdowns(metrics, breakdowns)
     if not media_insights.check_media(media, view.now):
         return []
@@ -96,24 +99,28 @@ _MEDIA_FIELDS: dict[str, Callable[[View, Media, Field], Any]] = {
 
 
 def user_node(view: View, account: Account, wanted: list[Field]) -> dict[str, Any]:
-    """The IG user with the requested fields (``user_id`` too, as graph.instagram.com has it)."""
-    media_count = sum(1 for m in listed_media(view, account.id, stories=False))
+    """The IG user with the requested fields, as each login type's host has them.
+
+    Under Instagram Login ``id`` is the app-scoped id and ``user_id`` the professional account id that
+    webhooks carry (https://developers.facebook.com/docs/instagram-platform/instagram-api-with-instagram-login/get-started);
+    under Facebook Login ``id`` is that account id and the node has no ``user_id``.
+    """
+    instagram = view.login_type == "instagram"
     known = {
-        "id": account.id,
-        "user_id": account.id,
+        "id": account.app_scoped_id if instagram else account.id,
         "username": account.username,
         "name": account.name,
         "followers_count": account.followers_count,
         "follows_count": account.follows_count,
-        "media_count": media_count,
-        "account_type": "BUSINESS",
+        "media_count": len(listed_media(view, account.id, stories=False)),
         "biography": f"{account.name} (sandbox)",
         "profile_picture_url": f"https://sandbox.invalid/profile/{account.id}.jpg",
     }
-    node: dict[str, Any] = {"id": account.id}
+    known.update({"user_id": account.id, "account_type": "BUSINESS"} if instagram else {"ig_id": int(account.id[-9:])})
+    node: dict[str, Any] = {"id": known["id"]}
     for wanted_field in wanted:
         if wanted_field.name not in known:
-            raise errors.nonexisting_field(wanted_field.name, "IGUser")
+            raise errors.nonexisting_field(wanted_field.name, "IGUser" if not instagram else "User")
         node[wanted_field.name] = known[wanted_field.name]
     return node
 

@@ -12,16 +12,18 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from igrelay.sandbox import account_insights, errors, fields, nodes
-from igrelay.sandbox.data import Account, Media, SandboxData, Token
+from igrelay.sandbox import account_insights, errors, fields, login, nodes
+from igrelay.sandbox.data import LONG_LIVED, Account, Media, SandboxData, Token
 from igrelay.sandbox.errors import GraphErrorReply
 
 _VERSION = re.compile(r"v\d+\.\d+")
 TOKEN_LIFETIME = 5_184_000  # 60 days, https://developers.facebook.com/documentation/instagram-platform/reference/refresh_access_token
-WEBHOOK_FIELDS = [  # https://developers.facebook.com/docs/instagram-platform/webhooks
+REFRESH_MIN_AGE = timedelta(hours=24)  # same page: "at least 24 hours old but has not expired"
+# Instagram Login's fields: mentions come inside comments and story_insights is not offered
+# (https://developers.facebook.com/docs/instagram-platform/webhooks)
+WEBHOOK_FIELDS = [
     "comments",
     "live_comments",
-    "mentions",
     "message_edit",
     "message_reactions",
     "messages",
@@ -31,8 +33,29 @@ WEBHOOK_FIELDS = [  # https://developers.facebook.com/docs/instagram-platform/we
     "messaging_referral",
     "messaging_seen",
     "standby",
-    "story_insights",
 ]
+PAGE_FIELDS = [  # https://developers.facebook.com/docs/graph-api/webhooks/reference/page
+    "feed",
+    "mention",
+    "message_deliveries",
+    "message_echoes",
+    "message_reactions",
+    "message_reads",
+    "messages",
+    "messaging_handovers",
+    "messaging_optins",
+    "messaging_postbacks",
+    "messaging_referrals",
+    "standby",
+]
+OTHER_APP = {  # GET /{page}/subscribed_apps lists every app on the Page, not only this one
+    "category": "Business",
+    "link": "https://crm.example.com/",
+    "name": "Another CRM",
+    "id": "1000000000000999",
+    "subscribed_fields": ["feed", "messages", "messaging_postbacks"],
+}
+FB_USER = {"id": "100000000000777", "name": "Sandbox User"}
 SCOPES = [
     "instagram_business_basic",
     "instagram_business_manage_insights",
@@ -44,6 +67,8 @@ _EDGES = {
     ("user", "stories"): "user_stories",
     ("user", "insights"): "user_insights",
     ("user", "subscribed_apps"): "subscribed_apps",
+    ("user", "accounts"): "me_accounts",
+    ("page", "subscribed_apps"): "page_subscribed_apps",
     ("media", "insights"): "media_insights",
     ("media", "children"): "media_children",
 }
@@ -69,64 +94,124 @@ class Call:
     token: str | None
     view: nodes.View
     base_url: str
+    query_token: str | None = None
+    login: login.Login | None = None
+    path: str = ""
 
 
 def resolve(data: SandboxData, path: str) -> Route:
     """Name the route for ``path``; unknown shapes get the name ``unknown``."""
     parts = [p for p in path.split("/") if p]
     version = parts.pop(0) if parts and _VERSION.fullmatch(parts[0]) else None
-    if parts == ["refresh_access_token"]:
-        return Route("refresh_token", path, version)
+    special = _special(data.login_type, parts, version)
+    if special:
+        return Route(special, path, version)
     if version is None or not parts or len(parts) > 2:
         return Route("unknown", path, version)
     if parts == ["debug_token"]:
         return Route("debug_token", path, version)
     node, edge = parts[0], (parts[1] if len(parts) == 2 else None)
-    kind = "user" if node == "me" or node in data.accounts else "media" if node in data.media else "node"
+    kind = _kind(data, node)
     if edge is None:
-        name = {"user": "user_node", "media": "media_node", "node": "node"}[kind]
+        name = {"user": "user_node", "media": "media_node", "page": "page_node", "node": "node"}[kind]
         return Route("me" if node == "me" else name, path, version, node)
     return Route(_EDGES.get((kind, edge), "unknown_edge"), path, version, node, edge)
 
 
-def answer(route: Route, call: Call) -> dict[str, Any]:
-    """The JSON body for ``route``, or the GraphErrorReply Meta would send."""
+def _special(login_type: str, parts: list[str], version: str | None) -> str | None:
+    """Token and login endpoints, which the login type being played decides."""
+    if login_type == "instagram":
+        if parts == ["refresh_access_token"]:
+            return "refresh_token"
+        if parts == ["access_token"]:
+            return "ig_exchange_token"
+        if version is None and parts == ["oauth", "authorize"]:
+            return "oauth_dialog"
+        if version is None and parts == ["oauth", "access_token"]:
+            return "ig_code_exchange"
+        return None
+    if version and parts == ["dialog", "oauth"]:
+        return "oauth_dialog"
+    if version and parts == ["oauth", "access_token"]:
+        return "fb_oauth_token"
+    return None
+
+
+def _kind(data: SandboxData, node: str) -> str:
+    if node == "me" or find_account(data, node) is not None:
+        return "user"
+    if node in data.media:
+        return "media"
+    if data.login_type == "facebook" and any(a.page_id == node for a in data.accounts.values()):
+        return "page"
+    return "node"
+
+
+def find_account(data: SandboxData, node: str) -> Account | None:
+    """The account a path names: its id or, under Instagram Login, its app-scoped id."""
+    if node in data.accounts:
+        return data.accounts[node]
+    if data.login_type == "instagram":
+        return next((a for a in data.accounts.values() if a.app_scoped_id == node), None)
+    return None
+
+
+def answer(route: Route, call: Call) -> dict[str, Any] | login.Page:
+    """The JSON body (or login page) for ``route``, or the GraphErrorReply Meta would send."""
     if route.name == "unknown":
         raise errors.unknown_path(route.path)
+    if route.name in _LOGIN:
+        return _LOGIN[route.name](call)
     if route.name == "debug_token":
         return _debug_token(call)
-    token = authenticate(call)
     if route.name == "refresh_token":
-        return _refresh(call, token)
+        return _refresh(call)
+    token = authenticate(call)
+    if route.name == "me" and call.view.login_type == "facebook":
+        return _facebook_me(call, token)
+    if route.name == "me_accounts" and route.node == "me" and token.kind == "user" and not token.account_id:
+        return _me_accounts(call, token)
+    if route.name in ("page_node", "page_subscribed_apps"):
+        return _page(route, call, token)
     target = _target(route, call, token)
     if route.name == "unknown_edge":
         raise errors.nonexisting_field(route.edge or "", "IGMedia" if isinstance(target, Media) else "IGUser")
     if route.name == "subscribed_apps":
         return _subscribed_apps(call, target)
+    if route.name == "me_accounts":
+        raise errors.nonexisting_field("accounts", "IGUser")
     if call.method != "GET":
         raise errors.no_object(route.node or "", call.method)
     return _READS[route.name](call, target)
 
 
-def authenticate(call: Call) -> Token:
+def authenticate(call: Call, value: str | None = None) -> Token:
     """The valid token, or Meta's 104 / 190 / 190-463 error."""
-    if not call.token:
+    value = value if value is not None else call.token
+    if not value:
         raise errors.missing_token()
-    token = call.view.data.tokens.get(call.token)
+    token = call.view.data.tokens.get(value)
     if token is None:
         raise errors.invalid_token()
-    if token.expired:
+    if token.dead(call.view.now):
         raise errors.expired_token(call.view.now)
     return token
 
 
+def _reachable(token: Token) -> set[str]:
+    return {token.account_id, *token.accounts} - {""}
+
+
 def _target(route: Route, call: Call, token: Token) -> Account | Media:
-    """The node, if it exists and belongs to the token's account; else 100/33."""
+    """The node, if it exists and the token may read it; else 100/33."""
     data, node = call.view.data, route.node or ""
-    if node == "me" or node == token.account_id:
+    if node == "me" and token.account_id:
         return data.accounts[token.account_id]
+    account = find_account(data, node)
+    if account is not None and account.id in _reachable(token):
+        return account
     media = data.media.get(node)
-    if media is None or media.deleted or media.account_id != token.account_id:
+    if media is None or media.deleted or media.account_id not in _reachable(token):
         raise errors.no_object(node, call.method)
     return media
 
@@ -175,34 +260,107 @@ _READS = {
 }
 
 
-def _refresh(call: Call, token: Token) -> dict[str, Any]:
-    """A new long-lived token; the old one keeps working until it expires, as Meta's does."""
+def _refresh(call: Call) -> dict[str, Any]:
+    """A new 60-day token for one at least 24 h old and unexpired; the old one works until it expires.
+
+    Meta documents only the ``access_token`` query parameter here, so a token in the Authorization header
+    is not looked at (https://developers.facebook.com/documentation/instagram-platform/reference/refresh_access_token).
+    """
+    token = authenticate(call, call.query_token or "")
     if call.params.get("grant_type") != "ig_refresh_token":
-        raise GraphErrorReply(100, "Invalid grant_type: must be ig_refresh_token", type="IGApiException")
-    new = call.view.data.add_token(token.account_id)
+        raise GraphErrorReply(100, "Invalid grant_type: must be ig_refresh_token")
+    if not token.long_lived:
+        raise GraphErrorReply(100, "(#100) Only long-lived access tokens can be refreshed")
+    if call.view.now - token.issued_at < REFRESH_MIN_AGE:
+        raise errors.token_too_young()
+    new = call.view.data.add_token(token.account_id, call.view.now, LONG_LIVED)
     return {"access_token": new, "token_type": "bearer", "expires_in": TOKEN_LIFETIME}
 
 
 def _subscribed_apps(call: Call, account: Account | Media) -> dict[str, Any]:
-    """GET lists, POST replaces, DELETE clears the account's webhook fields (IG-WH, step 1)."""
-    if not isinstance(account, Account):
-        raise errors.nonexisting_field("subscribed_apps", "IGMedia")
+    """Instagram Login: GET lists, POST replaces, DELETE clears the account's webhook fields (IG-WH, step 1)."""
+    if not isinstance(account, Account) or call.view.login_type != "instagram":
+        raise errors.nonexisting_field("subscribed_apps", "IGMedia" if isinstance(account, Media) else "IGUser")
     if call.method == "GET":
         current = account.subscribed_fields
         return {"data": [{"subscribed_fields": list(current)}] if current else []}
     if call.method == "DELETE":
         account.subscribed_fields = []
         return {"success": True}
+    account.subscribed_fields = _wanted_fields(call, WEBHOOK_FIELDS)
+    return {"success": True}
+
+
+def _wanted_fields(call: Call, allowed: list[str]) -> list[str]:
     wanted = _csv(call.params.get("subscribed_fields", ""))
     if not wanted:
         raise errors.param_required("subscribed_fields")
     for name in wanted:
-        if name not in WEBHOOK_FIELDS:
+        if name not in allowed:
             raise GraphErrorReply(
-                100, f'(#100) Param subscribed_fields must be one of {{{", ".join(WEBHOOK_FIELDS)}}} - got "{name}"'
+                100, f'(#100) Param subscribed_fields must be one of {{{", ".join(allowed)}}} - got "{name}"'
             )
-    account.subscribed_fields = wanted
-    return {"success": True}
+    return wanted
+
+
+def _page(route: Route, call: Call, token: Token) -> dict[str, Any]:
+    """Facebook Login's Page node and its subscribed_apps edge (every app on the Page is listed)."""
+    # https://developers.facebook.com/docs/graph-api/reference/page/subscribed_apps
+    account = next(a for a in call.view.data.accounts.values() if a.page_id == route.node)
+    if account.id not in _reachable(token):
+        raise errors.no_object(route.node or "", call.method)
+    if route.name == "page_node":
+        return _page_fields(account, call.params.get("fields", "id,name"))
+    if call.method == "POST":
+        account.page_fields = _wanted_fields(call, PAGE_FIELDS)
+        return {"success": True}
+    if call.method == "DELETE":
+        account.page_fields = []
+        return {"success": True}
+    ours = {**_APP_ENTRY, "id": call.login.app_id if call.login else "", "subscribed_fields": account.page_fields}
+    return {"data": [OTHER_APP, *([ours] if account.page_fields else [])]}
+
+
+_APP_ENTRY = {"category": "Business", "link": "https://sandbox.invalid/", "name": "igrelay sandbox"}
+
+
+def _page_fields(account: Account, wanted: str, token: str | None = None) -> dict[str, Any]:
+    known = {
+        "id": account.page_id,
+        "name": f"{account.name} Page",
+        "category": "Business",
+        "category_list": [{"id": "2233", "name": "Business"}],
+        "tasks": ["ADVERTISE", "ANALYZE", "CREATE_CONTENT", "MESSAGING", "MODERATE", "MANAGE"],
+        "instagram_business_account": {"id": account.id},
+        "access_token": token,
+    }
+    node: dict[str, Any] = {}
+    for name in _csv(wanted):
+        if name not in known:
+            raise errors.nonexisting_field(name, "Page")
+        if known[name] is not None:
+            node[name] = known[name]
+    return node
+
+
+def _facebook_me(call: Call, token: Token) -> dict[str, Any]:
+    """Under Facebook Login /me is the Facebook user (user token) or the Page (page token)."""
+    if token.kind == "page":
+        return _page_fields(call.view.data.accounts[token.account_id], "id,name")
+    return dict(FB_USER)
+
+
+def _me_accounts(call: Call, token: Token) -> dict[str, Any]:
+    """The Pages the user granted, each with a Page token (which never expires from a long-lived user token)."""
+    data, wanted = call.view.data, call.params.get("fields", "access_token,category,category_list,name,id,tasks")
+    pages = []
+    for account_id in token.accounts:
+        page_token = f"EAAsandboxPage{account_id}"
+        if not token.long_lived:  # a Page token from a short-lived user token ends with it
+            page_token = data.add_token(account_id, call.view.now, token.expires_at - call.view.now, kind="page")  # type: ignore[operator]
+        pages.append(_page_fields(data.accounts[account_id], wanted, page_token))
+    cursors = {"before": "QVFIUmFhc2FuZGJveA", "after": "QVFIUmFhc2FuZGJveA"}
+    return {"data": pages, "paging": {"cursors": cursors}}
 
 
 def _debug_token(call: Call) -> dict[str, Any]:
@@ -212,17 +370,19 @@ def _debug_token(call: Call) -> dict[str, Any]:
         raise errors.missing_token() if not call.token else errors.invalid_token()
     token = data.tokens.get(call.params.get("input_token") or "")
     now = int(call.view.now.timestamp())
+    app_id = call.login.app_id if call.login else "1000000000000001"
     info: dict[str, Any] = {
-        "app_id": "1000000000000001",
-        "type": "USER",
+        "app_id": app_id,
+        "type": "PAGE" if token and token.kind == "page" else "USER",
         "application": "igrelay sandbox",
-        "is_valid": bool(token and not token.expired),
+        "is_valid": bool(token and not token.dead(call.view.now)),
         "scopes": SCOPES,
     }
     if token:
         info.update(
-            user_id=token.account_id,
-            expires_at=now + TOKEN_LIFETIME,
+            user_id=token.account_id or FB_USER["id"],
+            expires_at=int(token.expires_at.timestamp()) if token.expires_at else 0,
+            issued_at=int(token.issued_at.timestamp()),
             data_access_expires_at=now + int(timedelta(days=90).total_seconds()),
         )
     if not info["is_valid"]:
@@ -235,6 +395,39 @@ def _debug_token(call: Call) -> dict[str, Any]:
             },
         )
     return {"data": info}
+
+
+def _dialog(call: Call) -> login.Page | dict[str, Any]:
+    assert call.login is not None
+    if call.method == "POST":
+        return call.login.decide(call.view.data, call.params, call.view.now)
+    return call.login.dialog(call.view.data, call.params, call.path)
+
+
+def _ig_code_exchange(call: Call) -> dict[str, Any]:
+    assert call.login is not None
+    if call.method != "POST":  # api.instagram.com takes the code exchange as a form POST only
+        raise errors.InstagramOAuthError("Unsupported request - method type: get")
+    return call.login.instagram_token(call.view.data, call.params, call.view.now)
+
+
+def _ig_exchange_token(call: Call) -> dict[str, Any]:
+    assert call.login is not None
+    params = {**call.params, "access_token": call.query_token or ""}
+    return call.login.instagram_long_lived(call.view.data, params, call.view.now)
+
+
+def _fb_oauth_token(call: Call) -> dict[str, Any]:
+    assert call.login is not None
+    return call.login.facebook_token(call.view.data, call.params, call.view.now)
+
+
+_LOGIN: dict[str, Callable[[Call], Any]] = {
+    "oauth_dialog": _dialog,
+    "ig_code_exchange": _ig_code_exchange,
+    "ig_exchange_token": _ig_exchange_token,
+    "fb_oauth_token": _fb_oauth_token,
+}
 
 
 def _csv(text: str) -> list[str]:

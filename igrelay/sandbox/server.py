@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from igrelay.sandbox import errors, routes
-from igrelay.sandbox.data import Media, SandboxData, demo_data
-from igrelay.sandbox.errors import GraphErrorReply
+from igrelay.sandbox import errors, login, routes
+from igrelay.sandbox.data import LONG_LIVED, SHORT_LIVED, Media, SandboxData, demo_data
+from igrelay.sandbox.errors import REFUSAL_STYLES, GraphErrorReply
 from igrelay.sandbox.nodes import View
 from igrelay.sandbox.transport import Server, bearer_token
 
@@ -25,6 +25,9 @@ FAULTS = {
     "timeout": None,  # answers normally, after sb.timeout_delay seconds
 }
 LOG_SIZE = 10_000
+LOGIN_TYPES = ("instagram", "facebook")
+DEFAULT_APP_ID = "1000000000000001"
+DEFAULT_APP_SECRET = "sandbox-app-secret"
 
 
 @dataclass
@@ -38,10 +41,25 @@ class Sandbox:
     """A local imitation of graph.instagram.com for igrelay's client, tests, ``igrelay dev`` and benches."""
 
     def __init__(
-        self, data: SandboxData | None = None, latency: float = 0.0, version: str = "v25.0", port: int = 0
+        self,
+        data: SandboxData | None = None,
+        latency: float = 0.0,
+        version: str = "v25.0",
+        port: int = 0,
+        *,
+        login_type: str = "instagram",
+        app_id: str = DEFAULT_APP_ID,
+        app_secret: str = DEFAULT_APP_SECRET,
+        redirect_uris: list[str] | None = None,
+        refusal_style: str = "mixed",
     ) -> None:
-        self.data = data if data is not None else demo_data()
+        if login_type not in LOGIN_TYPES:
+            raise ValueError(f"login_type must be one of {LOGIN_TYPES}, not {login_type!r}")
+        self.data = data if data is not None else demo_data(login_type=login_type)
+        self.data.login_type = login_type
         self.latency, self.version, self.port = latency, version, port
+        self.login = login.Login(login_type, app_id, app_secret, list(redirect_uris or []))
+        self.refusal_style = refusal_style  # "mixed" or one of REFUSAL_STYLES, for unsupported metrics
         self.timeout_delay = 6.0  # longer than igrelay's 5 s read timeout
         self.usage_budget = 4800  # calls per account that would read 100 % in the usage headers
         self.empty_metrics: set[str] = set()  # metrics that answer "no data yet" (left out of data)
@@ -90,10 +108,34 @@ class Sandbox:
         with self._lock:
             return list(self.data.accounts)
 
+    @property
+    def login_type(self) -> str:
+        """``instagram`` (graph.instagram.com, Instagram Login) or ``facebook`` (graph.facebook.com)."""
+        return self.login.login_type
+
     def token_for(self, account_id: str) -> str:
-        """The account's first (long-lived) token."""
+        """The account's configured token: its long-lived IG user token, or its Page token under Facebook Login."""
         with self._lock:
-            return next(t.value for t in self.data.tokens.values() if t.account_id == account_id)
+            if account_id not in self.data.accounts:
+                raise KeyError(account_id)
+            return self.data.account_token(account_id)
+
+    def issue_token(self, account_id: str, age: float = 0.0, long_lived: bool = True) -> str:
+        """A new user token for the account, issued ``age`` seconds ago (60 days' life, or 1 h if short-lived)."""
+        with self._lock:
+            issued = self.now() - timedelta(seconds=age)
+            lifetime = LONG_LIVED if long_lived else SHORT_LIVED
+            return self.data.add_token(account_id, issued, lifetime, long_lived=long_lived)
+
+    def deny_media(self, media_id: str) -> None:
+        """From now on the media's insights answer "(#10) Application does not have permission for this action"."""
+        with self._lock:
+            self.data.media[media_id].permission_denied = True
+
+    def add_history(self, account_id: str, count: int, days: float = 180.0) -> None:
+        """Give the account ``count`` more posts and reels, spread over ``days`` days before now (benchmarks)."""
+        with self._lock:
+            self.data.add_history(account_id, count, days, self.now())
 
     def add_media(
         self,
@@ -209,6 +251,7 @@ class Sandbox:
     ) -> tuple[int, dict[str, Any], dict[str, str]]:
         """Status, JSON body and headers for one request; sleeps for latency and timeouts."""
         token = bearer_token(authorization) or query.get("access_token") or form.get("access_token")
+        query_token = query.get("access_token")
         with self._lock:
             route = routes.resolve(self.data, path)
             self._record(method, path, query, route.name, token)
@@ -217,21 +260,39 @@ class Sandbox:
         if delay > 0:
             self._stopping.wait(delay)
         with self._lock:
-            status, body = self._body(route, method, {**form, **query}, token, fault)
-            return status, body, self._usage_headers(token, route, fault)
+            call = self._call(route, method, {**form, **query}, token, query_token)
+            status, body, headers = self._body(route, call, fault)
+            return status, body, {**self._usage_headers(token, route, fault), **headers}
 
-    def _body(
-        self, route: routes.Route, method: str, params: dict[str, str], token: str | None, fault: str | None
-    ) -> tuple[int, dict[str, Any]]:
-        now = self.now()
-        view = View(self.data, now, frozenset(self._withdrawn), frozenset(self.empty_metrics))
-        call = routes.Call(method, params, token, view, f"{self.url}/{route.version or self.version}")
+    def _call(
+        self, route: routes.Route, method: str, params: dict[str, str], token: str | None, query_token: str | None
+    ) -> routes.Call:
+        if self.refusal_style not in ("mixed", *REFUSAL_STYLES):
+            raise ValueError(f"refusal_style must be 'mixed' or one of {REFUSAL_STYLES}")
+        view = View(
+            self.data,
+            self.now(),
+            frozenset(self._withdrawn),
+            frozenset(self.empty_metrics),
+            self.login_type,
+            self.refusal_style,
+        )
+        base = f"{self.url}/{route.version or self.version}"
+        return routes.Call(method, params, token, view, base, query_token, self.login, route.path)
+
+    def _body(self, route: routes.Route, call: routes.Call, fault: str | None) -> tuple[int, Any, dict[str, str]]:
         try:
             if fault and fault != "timeout":
-                raise _fault_error(fault, now)
-            return 200, routes.answer(route, call)
+                raise _fault_error(fault, call.view.now)
+            body = routes.answer(route, call)
         except GraphErrorReply as exc:
-            return exc.status, exc.body()
+            if self.login_type == "instagram":
+                exc.on_instagram_host()
+            return exc.status, exc.body(), {}
+        if isinstance(body, login.Page):
+            headers = {"Content-Type": "text/html; charset=utf-8"}
+            return body.status, body.html, headers | ({"Location": body.location} if body.location else {})
+        return 200, body, {}
 
     def _record(self, method: str, path: str, query: dict[str, str], route: str, token: str | None) -> None:
         self._calls[route] += 1

@@ -1,5 +1,6 @@
 """The HTTP plumbing under ``Sandbox``: a threaded keep-alive server that hands each request to
-an ``answer(method, path, query, form, authorization)`` callable and writes back its JSON."""
+an ``answer(method, path, query, form, authorization)`` callable and writes back its JSON (or, for a
+``str`` body, that text with the ``Content-Type`` the answer's headers name)."""
 
 from __future__ import annotations
 
@@ -65,10 +66,12 @@ class _Handler(BaseHTTPRequestHandler):
         status, body, headers = self.server.answer(
             self.command, url.path, query, self._form(), self.headers.get("Authorization")
         )
-        payload = json.dumps(body).encode()
+        headers = dict(headers)
+        content_type = headers.pop("Content-Type", "application/json; charset=UTF-8")
+        payload = body.encode() if isinstance(body, str) else json.dumps(body).encode()
         try:
             self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=UTF-8")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(payload)))
             for name, value in headers.items():
                 self.send_header(name, value)
