@@ -1,33 +1,40 @@
-"""Shared fixtures: a real Redis database of the tests' own, settings, the Flask app, a worker."""
+"""Shared fixtures: a real Redis database of the tests' own, settings, the Flask app, a worker, processes."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from redis import Redis
 
 from config.settings import Settings
 from igrelay.payloads import sign
+from tests.support.env import OTHER_SECRET, SECRET, TEST_REDIS_URL, VERIFY_TOKEN
+from tests.support.procs import Procs
 from workers import context
-
-# Database 13 on the local Redis is the tests' own; it is emptied before and after each test.
-TEST_REDIS_URL = os.environ.get("IGRELAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
-SECRET = "test-app-secret-0123456789"
-OTHER_SECRET = "test-instagram-app-secret-9876"
-VERIFY_TOKEN = "test-verify-token"
 
 __all__ = ["SECRET", "OTHER_SECRET", "VERIFY_TOKEN", "TEST_REDIS_URL", "sign"]
 
 
 @pytest.fixture
 def redis() -> Iterator[Redis]:
+    """The tests' own Redis database (``TEST_REDIS_URL``), emptied before and after the test."""
     client = Redis.from_url(TEST_REDIS_URL)
     client.flushdb()
     yield client
     client.flushdb()
     client.close()
+
+
+@pytest.fixture
+def procs(tmp_path: Path, redis: Redis) -> Iterator[Procs]:
+    """The process harness; depends on ``redis`` so every process is dead before the db is emptied."""
+    p = Procs(tmp_path)
+    try:
+        yield p
+    finally:
+        p.close()
 
 
 def make_settings(tmp_path, **overrides) -> Settings:  # type: ignore[no-untyped-def]

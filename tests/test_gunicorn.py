@@ -1,78 +1,25 @@
 """The Procfile's web line under a real gunicorn: signed delivery stored, chunked oversize 413,
 one-line refusal to start without secrets."""
 
-import os
-import shlex
-import signal
-import socket
 import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 import requests
 
 from igrelay.payloads import sign
-from tests.conftest import SECRET, TEST_REDIS_URL, VERIFY_TOKEN
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def procfile_command(name: str) -> list[str]:
-    for line in (ROOT / "Procfile").read_text().splitlines():
-        if line.startswith(name + ":"):
-            return shlex.split(line.split(":", 1)[1])
-    raise AssertionError(f"no {name} process in Procfile")
+from tests.support.env import SECRET, process_env
+from tests.support.procs import ROOT, Procs, free_port, procfile_command
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def web_env(port: int, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("META_", "IGRELAY_", "REDIS_URL"))}
-    env.update(
-        PORT=str(port),
-        META_APP_SECRET=SECRET,
-        META_VERIFY_TOKEN=VERIFY_TOKEN,
-        REDIS_URL=TEST_REDIS_URL,
-        IGRELAY_MAX_BODY_BYTES="2000",
-        WEB_CONCURRENCY="2",
-        LOG_FORMAT="json",
-        PATH=f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
-    )
-    env.update(extra)
-    return env
+def web_env(**extra: str) -> dict[str, str]:
+    return process_env(IGRELAY_MAX_BODY_BYTES="2000", WEB_CONCURRENCY="2", LOG_FORMAT="json", **extra)
 
 
 @pytest.fixture
-def web(redis):
-    port = free_port()
-    proc = subprocess.Popen(
-        procfile_command("web"),
-        cwd=ROOT,
-        env=web_env(port),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            if requests.get(url + "/healthz", timeout=1).status_code == 200:
-                break
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    else:
-        proc.kill()
-        raise AssertionError(proc.stderr.read().decode())
-    yield url
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=30)
-    proc.stderr.close()
+def web(procs: Procs) -> str:
+    """The Procfile's web line as written (gunicorn binds where its config says); its URL on loopback."""
+    _proc, url = procs.web(web_env(), loopback=False)
+    return url
 
 
 def test_procfile_web_serves_signed_deliveries(web, redis):
@@ -102,9 +49,9 @@ def test_chunked_oversize_is_413(web, redis):
 
 
 def test_web_refuses_to_start_without_secret_in_one_line():
-    env = web_env(free_port())
+    env = web_env(PORT=str(free_port()))
     del env["META_APP_SECRET"]
-    done = subprocess.run(procfile_command("web"), cwd=ROOT, env=env, capture_output=True, timeout=30)
+    done = subprocess.run(procfile_command("web", env), cwd=ROOT, env=env, capture_output=True, timeout=30)
     assert done.returncode != 0
     lines = done.stderr.decode().strip().splitlines()
     assert lines[-1].startswith("igrelay web: META_APP_SECRET") and "Traceback" not in done.stderr.decode()
