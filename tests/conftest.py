@@ -10,11 +10,15 @@ from redis import Redis
 
 from config.settings import Settings
 from igrelay.payloads import sign
-from tests.support.env import OTHER_SECRET, SECRET, TEST_REDIS_URL, VERIFY_TOKEN
+from tests.support.env import OTHER_SECRET, SECRET, TEST_REDIS_URL, VERIFY_TOKEN, stop_private_redis
 from tests.support.procs import Procs
 from workers import context
 
 __all__ = ["SECRET", "OTHER_SECRET", "VERIFY_TOKEN", "TEST_REDIS_URL", "sign"]
+
+
+def pytest_unconfigure() -> None:
+    stop_private_redis()  # a pytest-xdist worker's own redis-server
 
 
 @pytest.fixture
@@ -140,7 +144,8 @@ class _Receiver:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # Poll every 0.05 s (not 0.5): close() waits for the next poll, once per test.
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
 
     def _next(self, path: str, headers: dict, body: bytes) -> tuple[int, dict]:
