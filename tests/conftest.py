@@ -107,7 +107,7 @@ def graph_settings(tmp_path, redis, graph_sandbox) -> Iterator[Settings]:  # typ
     context.install(None)
 
 
-# --- sinks (issue 4): a scripted webhook receiver on loopback, and a way to run scheduled jobs now ---
+# --- sinks: a scripted webhook receiver on loopback, and a way to run scheduled jobs now ---
 
 
 class _Receiver:
