@@ -114,11 +114,12 @@ def run(deliveries: int, rate: float) -> list[tuple[str, str, str, str]]:
             LOG_LEVEL="INFO",
             PYTHONPATH=str(ROOT),
         )
-        web = start(["gunicorn", "--config", "config/gunicorn.conf.py", "webhook:create_app()"], env, "web")
+        gunicorn = [sys.executable, "-m", "gunicorn", "--config", "config/gunicorn.conf.py"]  # no venv on PATH needed
+        web = start([*gunicorn, "webhook:create_app()"], env, "web")
         worker = start([sys.executable, "-m", "igrelay", "worker"], env, "worker")
         peak = Peak({"web": web.pid, "worker": worker.pid})
         try:
-            wait_healthy(port)
+            wait_healthy(port, "web", web)
             peak.start()
             arrived: dict[str, float] = {}
             done = threading.Event()

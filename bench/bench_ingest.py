@@ -35,7 +35,8 @@ from igrelay.procs import free_port  # noqa: E402
 
 REDIS_URL = os.environ.get("IGRELAY_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 SECRET = "bench-secret"
-GUNICORN = ["gunicorn", "--config", str(ROOT / "config" / "gunicorn.conf.py")]
+# gunicorn from this interpreter, so the benchmark runs without an activated venv.
+GUNICORN = [sys.executable, "-m", "gunicorn", "--config", str(ROOT / "config" / "gunicorn.conf.py")]
 
 
 def start_web(app: str, port: int) -> subprocess.Popen[bytes]:
@@ -51,7 +52,7 @@ def start_web(app: str, port: int) -> subprocess.Popen[bytes]:
         PYTHONPATH=str(ROOT),
     )
     proc = start([*GUNICORN, app], env, app.split(":")[0])
-    wait_healthy(port, app)
+    wait_healthy(port, app, proc)
     return proc
 
 

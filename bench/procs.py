@@ -5,19 +5,24 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
+_LOG_DIR = tempfile.mkdtemp(prefix="igrelay-bench-")
+LOGS: dict[int, Path] = {}  # pid -> its log file
 
 
 def start(cmd: list[str], env: dict[str, str], name: str) -> subprocess.Popen[bytes]:
-    """``cmd`` in its own session; its output in $BENCH_LOG_DIR/NAME.log when that is set."""
-    log_dir = os.environ.get("BENCH_LOG_DIR")
-    out = open(Path(log_dir) / f"{name}.log", "wb") if log_dir else subprocess.DEVNULL  # noqa: SIM115
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=out, start_new_session=True)
+    """``cmd`` in its own session; its output in NAME.log in $BENCH_LOG_DIR (a temporary directory if unset)."""
+    log = Path(os.environ.get("BENCH_LOG_DIR") or _LOG_DIR) / f"{name}.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=out, start_new_session=True)
+    LOGS[proc.pid] = log
+    return proc
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -29,12 +34,15 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
-def wait_healthy(port: int, what: str = "web") -> None:
-    """Return once ``/healthz`` answers on ``port`` (10 s at most)."""
+def wait_healthy(port: int, what: str = "web", proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Return once ``/healthz`` answers on ``port`` (10 s at most); else raise with ``proc``'s output."""
     for _ in range(100):
+        if proc is not None and proc.poll() is not None:
+            break
         try:
             requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
             return
         except requests.ConnectionError:
             time.sleep(0.1)
-    raise RuntimeError(f"{what} did not start")
+    tail = LOGS[proc.pid].read_text(errors="replace")[-2000:] if proc is not None else ""
+    raise RuntimeError(f"{what} did not start" + (f"; its output:\n{tail}" if tail else ""))

@@ -1,4 +1,4 @@
-# Sourced by bin/dev and bin/test: a project venv with igrelay installed, and a Redis that answers.
+# Sourced by bin/dev, bin/test and bin/bench: a project venv with igrelay installed, and a Redis that answers.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -25,17 +25,23 @@ redis.Redis.from_url(sys.argv[1], socket_connect_timeout=1).ping()
 PY
 }
 
-ensure_test_redis() {
-  local url="${IGRELAY_TEST_REDIS_URL:-redis://127.0.0.1:6379/13}"
+# ensure_redis URL WHO: return once a Redis answers at URL, starting redis-server on 127.0.0.1:6379
+# when none does; WHO (bin/test, bin/bench) names the caller in messages.
+ensure_redis() {
+  local url="$1" who="$2"
   if redis_answers "$url"; then return 0; fi
   if ! command -v redis-server >/dev/null; then
-    echo "bin/test: no Redis answers at $url and redis-server is not installed (apt-get install redis-server)" >&2
+    echo "$who: no Redis answers at $url and redis-server is not installed (apt-get install redis-server)" >&2
     exit 1
   fi
-  echo "bin/test: starting redis-server on 127.0.0.1:6379" >&2
+  echo "$who: starting redis-server on 127.0.0.1:6379" >&2
   redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
     --logfile /tmp/igrelay-test-redis.log
   for _ in $(seq 50); do redis_answers "$url" && return 0; sleep 0.1; done
-  echo "bin/test: redis-server did not come up (see /tmp/igrelay-test-redis.log)" >&2
+  echo "$who: redis-server did not come up (see /tmp/igrelay-test-redis.log)" >&2
   exit 1
+}
+
+ensure_test_redis() {
+  ensure_redis "${IGRELAY_TEST_REDIS_URL:-redis://127.0.0.1:6379/13}" bin/test
 }

@@ -1,33 +1,44 @@
-"""Shared fixtures: a real Redis database of the tests' own, settings, the Flask app, a worker."""
+"""Shared fixtures: a real Redis database of the tests' own, settings, the Flask app, a worker, processes."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from redis import Redis
 
 from config.settings import Settings
 from igrelay.payloads import sign
+from tests.support.env import OTHER_SECRET, SECRET, TEST_REDIS_URL, VERIFY_TOKEN, stop_private_redis
+from tests.support.procs import Procs
 from workers import context
-
-# Database 13 on the local Redis is the tests' own; it is emptied before and after each test.
-TEST_REDIS_URL = os.environ.get("IGRELAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
-SECRET = "test-app-secret-0123456789"
-OTHER_SECRET = "test-instagram-app-secret-9876"
-VERIFY_TOKEN = "test-verify-token"
 
 __all__ = ["SECRET", "OTHER_SECRET", "VERIFY_TOKEN", "TEST_REDIS_URL", "sign"]
 
 
+def pytest_unconfigure() -> None:
+    stop_private_redis()  # a pytest-xdist worker's own redis-server
+
+
 @pytest.fixture
 def redis() -> Iterator[Redis]:
+    """The tests' own Redis database (``TEST_REDIS_URL``), emptied before and after the test."""
     client = Redis.from_url(TEST_REDIS_URL)
     client.flushdb()
     yield client
     client.flushdb()
     client.close()
+
+
+@pytest.fixture
+def procs(tmp_path: Path, redis: Redis) -> Iterator[Procs]:
+    """The process harness; depends on ``redis`` so every process is dead before the db is emptied."""
+    p = Procs(tmp_path)
+    try:
+        yield p
+    finally:
+        p.close()
 
 
 def make_settings(tmp_path, **overrides) -> Settings:  # type: ignore[no-untyped-def]
@@ -96,7 +107,7 @@ def graph_settings(tmp_path, redis, graph_sandbox) -> Iterator[Settings]:  # typ
     context.install(None)
 
 
-# --- sinks (issue 4): a scripted webhook receiver on loopback, and a way to run scheduled jobs now ---
+# --- sinks: a scripted webhook receiver on loopback, and a way to run scheduled jobs now ---
 
 
 class _Receiver:
@@ -133,7 +144,8 @@ class _Receiver:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # Poll every 0.05 s (not 0.5): close() waits for the next poll, once per test.
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
 
     def _next(self, path: str, headers: dict, body: bytes) -> tuple[int, dict]:

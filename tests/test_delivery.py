@@ -155,7 +155,7 @@ class SlowSqliteSink(SqliteSink):
             time.sleep(60)
 
 
-@pytest.mark.slow
+@pytest.mark.faults
 def test_worker_killed_mid_delivery_stores_once(tmp_path, redis, monkeypatch, release_scheduled) -> None:
     monkeypatch.setitem(REGISTRY, "slowsqlite", f"{__name__}:SlowSqliteSink")
     db = tmp_path / "slow.sqlite3"

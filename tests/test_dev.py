@@ -8,9 +8,7 @@ import shutil
 import signal
 import socket
 import sqlite3
-import subprocess
 import sys
-import threading
 import time
 from contextlib import closing
 from pathlib import Path
@@ -18,48 +16,37 @@ from pathlib import Path
 import pytest
 import requests
 
-from igrelay.procs import free_port
+from tests.support.procs import Procs, alive, descendants, free_port, wait_until
 from tests.test_cli import cli_env, igrelay
 
 DEMO_ACCOUNT, DEMO_MEDIA = "17841400000000001", "18000000000000001"
 
 
 class Dev:
-    """``igrelay dev`` on a free port, its stdout read by a thread; ``banner`` once it printed one."""
+    """``igrelay dev`` on a free port (a process of ``procs``); ``banner`` is its stdout so far."""
 
-    def __init__(self, tmp_path: Path, **env: str) -> None:
+    def __init__(self, procs: Procs, **env: str) -> None:
         argv = [sys.executable, "-m", "igrelay", "dev", "--port", str(free_port())]
-        self.log = tmp_path / "dev.stderr"
-        with open(self.log, "w") as stderr:
-            self.proc = subprocess.Popen(
-                argv, cwd=tmp_path, env=cli_env(**env), stdout=subprocess.PIPE, stderr=stderr, text=True
-            )
-        self.banner: list[str] = []
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-        deadline = time.monotonic() + 40
-        while time.monotonic() < deadline and self.proc.poll() is None and not self.ready():
-            time.sleep(0.2)
-        if not self.ready():
-            self.stop(signal.SIGKILL)
+        self.proc = procs.start("dev", argv, cli_env(**env), split=True)
+        assert self.proc.err is not None
+        self.log = self.proc.err
+        if wait_until(lambda: self.ready() or self.proc.popen.poll() is not None, 40) is None or not self.ready():
+            self.proc.kill()
             raise AssertionError("igrelay dev did not come up:\n" + self.log.read_text()[-3000:])
 
-    def _read(self) -> None:
-        self.banner.extend(line.rstrip("\n") for line in self.proc.stdout)  # type: ignore[union-attr]
+    @property
+    def banner(self) -> list[str]:
+        return self.proc.lines()
 
     def ready(self) -> bool:
         """True once the banner's last line ("stop ...") is out."""
         return any(line.lstrip().startswith("stop") for line in self.banner)
 
     def stop(self, signum: int | None) -> int:
-        """Send ``signum`` (unless None), wait for the exit, join the reader, close the pipe."""
-        if signum is not None and self.proc.poll() is None:
+        """Send ``signum`` (unless None) to ``igrelay dev`` alone, as Ctrl-C would; its exit status."""
+        if signum is not None:
             self.proc.send_signal(signum)
-        try:
-            return self.proc.wait(40)
-        finally:
-            self.reader.join(10)
-            self.proc.stdout.close()  # type: ignore[union-attr]
+        return self.proc.wait(40)
 
 
 def field(lines: list[str], name: str) -> str:
@@ -69,30 +56,13 @@ def field(lines: list[str], name: str) -> str:
 
 def tree(root: int) -> dict[int, str]:
     """``{pid: command name}`` of every live process below ``root`` (read from /proc)."""
-    parents: dict[int, tuple[int, str, str]] = {}
-    for entry in Path("/proc").glob("[0-9]*"):
+    found = {}
+    for pid in descendants(root):
         try:
-            stat = (entry / "stat").read_text()
-        except OSError:
+            found[pid] = Path(f"/proc/{pid}/comm").read_text().strip()
+        except OSError:  # gone meanwhile
             continue
-        rest = stat.rpartition(")")[2].split()
-        parents[int(entry.name)] = (int(rest[1]), rest[0], stat[stat.index("(") + 1 : stat.rindex(")")])
-    found, frontier = {}, [root]
-    while frontier:
-        parent = frontier.pop()
-        for pid, (ppid, state, name) in parents.items():
-            if ppid == parent and state != "Z" and pid not in found:
-                found[pid] = name
-                frontier.append(pid)
-    return found
-
-
-def alive(pid: int) -> bool:
-    """True while ``pid`` runs (a zombie does not count)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
-    except OSError:
-        return False
+    return {pid: name for pid, name in found.items() if alive(pid)}
 
 
 def rows(path: Path) -> list[tuple[str, str, str]]:
@@ -107,9 +77,9 @@ def rows(path: Path) -> list[tuple[str, str, str]]:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process tree from /proc")
-def test_dev_turns_a_comment_into_records_and_ctrl_c_stops_everything(tmp_path: Path, redis) -> None:  # type: ignore[no-untyped-def]
+def test_dev_turns_a_comment_into_records_and_ctrl_c_stops_everything(tmp_path: Path, procs: Procs) -> None:  # type: ignore[no-untyped-def]
     db = tmp_path / "records.sqlite3"
-    dev = Dev(tmp_path, IGRELAY_SINKS=f"sqlite:///{db}", IGRELAY_DEBOUNCE_SECONDS="1")
+    dev = Dev(procs, IGRELAY_SINKS=f"sqlite:///{db}", IGRELAY_DEBOUNCE_SECONDS="1")
     banner = dev.banner
     try:
         url, token = field(banner, "webhook URL").split()[0], field(banner, "verify token")
@@ -139,10 +109,11 @@ def test_dev_turns_a_comment_into_records_and_ctrl_c_stops_everything(tmp_path: 
     assert [pid for pid in children if alive(pid)] == []
 
 
+@pytest.mark.faults
 @pytest.mark.skipif(not shutil.which("redis-server"), reason="redis-server is not installed")
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process tree from /proc")
-def test_dev_starts_its_own_redis_and_stops_when_a_child_dies(tmp_path: Path) -> None:
-    dev = Dev(tmp_path, REDIS_URL="redis://127.0.0.1:1/0")
+def test_dev_starts_its_own_redis_and_stops_when_a_child_dies(procs: Procs) -> None:
+    dev = Dev(procs, REDIS_URL="redis://127.0.0.1:1/0")
     banner = dev.banner
     try:
         assert "private redis-server" in field(banner, "Redis")

@@ -11,116 +11,86 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from rq import Queue, Retry
 
 from config.rq import QUEUE, SERIALIZER
 from tests.conftest import TEST_REDIS_URL
-from tests.support.procs import descendants, kill_tree
+from tests.support.env import process_env
+from tests.support.procs import Proc, Procs, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.faults  # workers killed and restarted, with timings asserted
 
 
-def start_worker(tmp_path: Path, name: str) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("META_", "IGRELAY_", "IG_", "GRAPH_"))}
-    env.update(
-        REDIS_URL=TEST_REDIS_URL,
-        IGRELAY_SINKS=f"file://{tmp_path}/records.jsonl",
-        IGRELAY_POLL_INTERVAL="0",
-        LOG_LEVEL="WARNING",
-        PYTHONPATH=str(ROOT),
-    )
-    log = open(tmp_path / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "igrelay", "worker", "--name", name],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    log.close()
-    return proc
+def start_worker(procs: Procs, tmp_path: Path, name: str) -> Proc:
+    """``igrelay worker`` that can import the jobs in tests/support/jobs.py."""
+    sinks = f"file://{tmp_path}/records.jsonl"
+    env = process_env(IGRELAY_SINKS=sinks, IGRELAY_POLL_INTERVAL="0", LOG_LEVEL="WARNING", PYTHONPATH=str(ROOT))
+    return procs.worker(env, name=name)
 
 
-def wait_for(predicate, timeout: float, step: float = 0.5) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return False
+def wait_for(predicate: Callable[[], object], timeout: float, step: float = 0.5) -> bool:
+    """True once ``predicate`` is, False after ``timeout`` seconds."""
+    return wait_until(predicate, timeout, step) is not None
 
 
-def test_killed_worker_job_and_scheduler_recover_in_time(redis, tmp_path):
+def test_killed_worker_job_and_scheduler_recover_in_time(procs, redis, tmp_path):
     queue = Queue(QUEUE, connection=redis, serializer=SERIALIZER)
-    first = start_worker(tmp_path, "doomed")
-    second = None
-    try:
-        assert wait_for(lambda: redis.exists(f"rq:scheduler-lock:{QUEUE}"), 30), "no scheduler lock"
-        queue.enqueue(
-            "tests.support.jobs.slow", "job", 15, retry=Retry(max=2), job_timeout=60, result_ttl=60, failure_ttl=600
-        )
-        assert wait_for(lambda: redis.llen("job:started") == 1, 30), "job never started"
-        kill_tree(first.pid)  # parent, work horse and scheduler: the whole dyno
-        first.wait(10)
-        killed_at = time.time()
-        queue.enqueue_in(
-            timedelta(seconds=5), "tests.support.jobs.mark", "scheduled", job_timeout=30, result_ttl=60, failure_ttl=600
-        )
-        second = start_worker(tmp_path, "replacement")
+    first = start_worker(procs, tmp_path, "doomed")
+    assert wait_for(lambda: redis.exists(f"rq:scheduler-lock:{QUEUE}"), 30), "no scheduler lock"
+    queue.enqueue(
+        "tests.support.jobs.slow", "job", 15, retry=Retry(max=2), job_timeout=60, result_ttl=60, failure_ttl=600
+    )
+    assert wait_for(lambda: redis.llen("job:started") == 1, 30), "job never started"
+    first.kill()  # parent, work horse and scheduler: the whole dyno
+    killed_at = time.time()
+    queue.enqueue_in(
+        timedelta(seconds=5), "tests.support.jobs.mark", "scheduled", job_timeout=30, result_ttl=60, failure_ttl=600
+    )
+    start_worker(procs, tmp_path, "replacement")
 
-        assert wait_for(lambda: redis.llen("scheduled") == 1, 140, step=1), "scheduled job never ran"
-        late = float(redis.lindex("scheduled", 0)) - (killed_at + 5)
-        assert late < 120, f"scheduled job ran {late:.0f} s late"
+    assert wait_for(lambda: redis.llen("scheduled") == 1, 140, step=1), "scheduled job never ran"
+    late = float(redis.lindex("scheduled", 0)) - (killed_at + 5)
+    assert late < 120, f"scheduled job ran {late:.0f} s late"
 
-        assert wait_for(lambda: redis.llen("job:finished") == 1, 200 - (time.time() - killed_at), step=1)
-        recovered = float(redis.lindex("job:finished", 0)) - killed_at
-        assert recovered < 180, f"abandoned job finished {recovered:.0f} s after the kill"
-        assert redis.llen("job:started") == 2  # at least once: it ran again, from the start
-        print(f"\nscheduler took over {late:.0f} s after due; abandoned job done {recovered:.0f} s after kill")
-    finally:
-        for proc in (first, second):
-            if proc and proc.poll() is None:
-                kill_tree(proc.pid)
-                proc.wait(10)
+    assert wait_for(lambda: redis.llen("job:finished") == 1, 200 - (time.time() - killed_at), step=1)
+    recovered = float(redis.lindex("job:finished", 0)) - killed_at
+    assert recovered < 180, f"abandoned job finished {recovered:.0f} s after the kill"
+    assert redis.llen("job:started") == 2  # at least once: it ran again, from the start
+    print(f"\nscheduler took over {late:.0f} s after due; abandoned job done {recovered:.0f} s after kill")
 
 
-def test_job_cut_short_by_a_restart_keeps_its_retries_and_goes_first(redis, tmp_path):
+def test_job_cut_short_by_a_restart_keeps_its_retries_and_goes_first(procs, redis, tmp_path):
     """SIGTERM to every process (Heroku's restart) during a 30 s job: RQ raises ShutDownImminentException in
     the job 6 s later. igrelay's worker puts the job back at the front of the queue with its retries untouched
     and no backoff (RQ's own handling spends a retry and parks it 60 s here); the next worker runs it first."""
     queue = Queue(QUEUE, connection=redis, serializer=SERIALIZER)
-    first = start_worker(tmp_path, "restarting")
-    second = None
-    try:
-        job = queue.enqueue(
-            "tests.support.jobs.slow", "cut", 30, retry=Retry(max=3, interval=60), job_timeout=60, result_ttl=60
-        )
-        assert wait_for(lambda: redis.llen("cut:started") == 1, 30), "job never started"
-        queue.enqueue("tests.support.jobs.mark", "other", job_timeout=30, result_ttl=60)  # behind it
-        for pid in [first.pid, *descendants(first.pid)]:
-            os.kill(pid, signal.SIGTERM)  # the horse ignores it; the parent sends it SIGRTMIN
-        first.wait(20)
+    first = start_worker(procs, tmp_path, "restarting")
+    job = queue.enqueue(
+        "tests.support.jobs.slow", "cut", 30, retry=Retry(max=3, interval=60), job_timeout=60, result_ttl=60
+    )
+    assert wait_for(lambda: redis.llen("cut:started") == 1, 30), "job never started"
+    queue.enqueue("tests.support.jobs.mark", "other", job_timeout=30, result_ttl=60)  # behind it
+    for pid in first.tree():
+        os.kill(pid, signal.SIGTERM)  # the horse ignores it; the parent sends it SIGRTMIN
+    first.wait(20)
 
-        job.refresh()
-        assert job.get_status() == "queued" and job.retries_left == 3 and job.meta["interruptions"] == 1
-        assert queue.job_ids == [job.id, *queue.job_ids[1:]] and len(queue.job_ids) == 2
-        assert job.id not in queue.scheduled_job_registry.get_job_ids()  # no backoff: igrelay's tick is there
-        assert job.id.encode() not in redis.lrange(queue.intermediate_queue_key, 0, -1)
-        assert not queue.failed_job_registry.get_job_ids()
+    job.refresh()
+    assert job.get_status() == "queued" and job.retries_left == 3 and job.meta["interruptions"] == 1
+    assert queue.job_ids == [job.id, *queue.job_ids[1:]] and len(queue.job_ids) == 2
+    assert job.id not in queue.scheduled_job_registry.get_job_ids()  # no backoff: igrelay's tick is there
+    assert job.id.encode() not in redis.lrange(queue.intermediate_queue_key, 0, -1)
+    assert not queue.failed_job_registry.get_job_ids()
 
-        redis.delete("cut:started")
-        second = start_worker(tmp_path, "next")
-        assert wait_for(lambda: redis.llen("cut:started") == 1, 30), "requeued job never ran"
-        assert redis.llen("other") == 0  # it went first
-    finally:
-        for proc in (first, second):
-            if proc and proc.poll() is None:
-                kill_tree(proc.pid)
-                proc.wait(10)
+    redis.delete("cut:started")
+    start_worker(procs, tmp_path, "next")
+    assert wait_for(lambda: redis.llen("cut:started") == 1, 30), "requeued job never ran"
+    assert redis.llen("other") == 0  # it went first
 
 
 KILL_FRESH_HORSE = """

@@ -1,1 +1,1 @@
-"""The worker process: RQ entry points (``workers.jobs``), Graph calls, scheduling and sinks."""
+"""The worker process: RQ jobs, the Graph API client, scheduling and the sinks; never imports Flask."""

@@ -1,1 +1,1 @@
-"""Fault-injection suite (issue 6): real worker, web and Redis processes, killed and broken on purpose."""
+"""Fault-injection suite (the `faults` marker): real worker, web and Redis processes, killed and broken on purpose."""

@@ -1,9 +1,6 @@
-"""Helpers for the fault-injection suite: real ``igrelay worker`` and gunicorn processes, a private
-``redis-server``, signed deliveries, and readers for the SQLite sink and RQ's registries.
-
-Every process is started in its own session (``start_new_session=True``); a test kills every process of
-it (parent, scheduler, and the work horse, which RQ moves to a group of its own) the way a PaaS kills a
-dyno, and the ``procs`` fixture kills every tree it started in teardown. Everything listens on 127.0.0.1.
+"""Helpers for the fault-injection suite: real ``igrelay worker`` and gunicorn processes and private
+``redis-server``s (the ``procs`` fixture, tests/support/procs.py), signed deliveries, and readers for the
+SQLite sink and RQ's registries. Every test here carries the ``faults`` marker.
 """
 
 from __future__ import annotations
@@ -11,12 +8,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import os
-import shlex
-import signal
 import sqlite3
-import subprocess
-import sys
 import time
 import zlib
 from collections import Counter
@@ -25,220 +17,39 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 from redis import Redis
 
 from config import contract
 from config.rq import QUEUES
 from igrelay import payloads
-from igrelay.procs import free_port
-from tests.conftest import SECRET, TEST_REDIS_URL, VERIFY_TOKEN
-from tests.support.procs import descendants, signal_all
+from tests.support.env import SECRET, process_env
+from tests.support.procs import Proc, Procs, free_port, wait_until
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 ACCOUNT = "17841400000000001"
+HERE = Path(__file__).resolve().parent
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.2) -> float | None:
-    """Poll ``predicate`` until it is truthy; seconds it took, or ``None`` after ``timeout``."""
-    start = time.monotonic()
-    while True:
-        if predicate():
-            return time.monotonic() - start
-        if time.monotonic() - start > timeout:
-            return None
-        time.sleep(interval)
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test under tests/faults/ kills, restarts or breaks processes: mark it ``faults``."""
+    for item in items:
+        if HERE in item.path.parents:
+            item.add_marker(pytest.mark.faults)
 
 
 def base_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     """Environment for igrelay processes: the tests' Redis db, a SQLite sink, Graph on a closed
     loopback port (nothing may leave the machine), no polling, a debounce longer than any test."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("META_", "IGRELAY_", "REDIS_URL", "GRAPH_", "IG_", "LOG_", "PORT", "WEB_"))
-    }
-    env.update(
-        META_APP_SECRET=SECRET,
-        META_VERIFY_TOKEN=VERIFY_TOKEN,
-        REDIS_URL=TEST_REDIS_URL,
+    env = process_env(
         IGRELAY_SINKS=f"sqlite:///{tmp_path}/records.sqlite3",
         GRAPH_API_URL=f"http://127.0.0.1:{free_port()}",
         IGRELAY_POLL_INTERVAL="0",
         IGRELAY_DEBOUNCE_SECONDS="3600",
         LOG_FORMAT="json",
         LOG_LEVEL="INFO",
-        PATH=f"{BIN}:{os.environ.get('PATH', '')}",
-        PYTHONUNBUFFERED="1",
     )
     env.update(extra)
     return env
-
-
-def _alive(pid: int) -> bool:
-    """True while ``pid`` runs (a zombie waiting for its parent counts as gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
-class Proc:
-    """A process started in its own session, its stdout+stderr in ``log``.
-
-    "Every process of it" means the process, its group and every descendant: RQ's work horse calls
-    ``setpgrp`` and leaves the worker's process group, so a group signal alone would spare it.
-    """
-
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], log: Path, cwd: Path) -> None:
-        self.name, self.log = name, log
-        self._out = open(log, "ab")  # noqa: SIM115 - closed in stop()
-        self.popen = subprocess.Popen(
-            argv, cwd=cwd, env=env, stdout=self._out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        self.pid = self.popen.pid
-        self.seen: set[int] = {self.pid}  # every process of the tree seen so far (horses outlive a killed parent)
-
-    def tree(self) -> list[int]:
-        """The process and its descendants now, remembered in ``seen``."""
-        if self.popen.poll() is None:
-            self.seen |= {self.pid, *descendants(self.pid)}
-        return sorted(self.seen)
-
-    def alive(self) -> bool:
-        return any(_alive(pid) for pid in self.tree())
-
-    def signal_group(self, sig: int) -> None:
-        """Send ``sig`` to the process group only (e.g. SIGSTOP/SIGCONT to a redis-server)."""
-        signal_all([self.pid], sig)
-
-    def freeze(self) -> None:
-        """SIGSTOP every process of it (to look at its state in Redis without it moving on)."""
-        signal_all([self.pid], signal.SIGSTOP)
-        signal_all(self.tree(), signal.SIGSTOP)
-
-    def thaw(self) -> None:
-        signal_all(self.tree(), signal.SIGCONT)
-
-    def kill(self) -> None:
-        """SIGKILL every process of it at once, as a PaaS kills a dyno: stopped first so it cannot fork."""
-        signal_all([self.pid], signal.SIGSTOP)
-        signal_all(self.tree(), signal.SIGKILL)
-        self.popen.wait(timeout=10)
-        wait_until(lambda: not any(_alive(pid) for pid in self.seen), 10, 0.02)
-
-    def restart_heroku_style(self, grace: float = 30.0) -> float:
-        """SIGTERM to every process of it, SIGKILL to survivors after ``grace``; seconds until all were gone."""
-        start = time.monotonic()
-        signal_all(self.tree(), signal.SIGTERM)
-        signal_all(self.tree(), signal.SIGCONT)  # in case it was frozen: it now handles the SIGTERM where it stood
-        if wait_until(lambda: not self.alive(), grace, 0.05) is None:
-            signal_all(self.tree(), signal.SIGKILL)
-        self.popen.wait(timeout=10)
-        return time.monotonic() - start
-
-    def stop(self) -> None:
-        if self.alive() or self.popen.poll() is None:
-            self.kill()
-        self._out.close()
-
-    def text(self) -> str:
-        self._out.flush()
-        return self.log.read_text(errors="replace")
-
-
-class Procs:
-    """Starts igrelay workers, gunicorn and redis-server; ``close()`` kills them all."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        self.tmp_path = tmp_path
-        self.all: list[Proc] = []
-        self.count = 0
-
-    def start(self, name: str, argv: list[str], env: dict[str, str], cwd: Path | None = None) -> Proc:
-        self.count += 1
-        proc = Proc(name, argv, env, self.tmp_path / f"{self.count:02d}-{name}.log", cwd or self.tmp_path)
-        self.all.append(proc)
-        return proc
-
-    def worker(self, env: dict[str, str], name: str | None = None, burst: bool = False) -> Proc:
-        """``igrelay worker`` (the Procfile's worker: HerokuWorker with the scheduler)."""
-        name = name or f"faults-{os.getpid()}-{self.count + 1}"
-        argv = [str(BIN / "igrelay"), "worker", "--name", name] + (["--burst"] if burst else [])
-        proc = self.start(name, argv, env)
-        proc.worker_name = name  # type: ignore[attr-defined]
-        return proc
-
-    def run_burst(self, env: dict[str, str], timeout: float = 120) -> Proc:
-        """``igrelay worker --burst`` to completion."""
-        proc = self.worker(env, burst=True)
-        proc.popen.wait(timeout=timeout)
-        return proc
-
-    def web(self, env: dict[str, str]) -> tuple[Proc, str]:
-        """The Procfile's web line (gunicorn), bound to 127.0.0.1 only; waits for /healthz."""
-        port = free_port()
-        env = {**env, "PORT": str(port), "WEB_CONCURRENCY": env.get("WEB_CONCURRENCY", "2")}
-        argv = procfile_command("web") + ["--bind", f"127.0.0.1:{port}"]
-        argv[0] = str(BIN / argv[0])
-        proc = self.start("web", argv, env, cwd=ROOT)
-        url = f"http://127.0.0.1:{port}"
-
-        def up() -> bool:
-            try:
-                return requests.get(url + "/healthz", timeout=1).status_code == 200
-            except requests.ConnectionError:
-                return False
-
-        if wait_until(up, 20, 0.1) is None:
-            raise AssertionError("gunicorn did not start:\n" + proc.text()[-3000:])
-        return proc, url
-
-    def redis_server(self, port: int, data_dir: Path, appendonly: bool = False) -> Proc:
-        """A private redis-server on 127.0.0.1:``port`` (never the machine's shared one)."""
-        data_dir.mkdir(parents=True, exist_ok=True)
-        argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
-        argv += ["--appendonly", "yes", "--appendfsync", "always"] if appendonly else ["--appendonly", "no"]
-        argv += ["--dir", str(data_dir), "--protected-mode", "yes"]
-        proc = self.start(f"redis-{port}", argv, dict(os.environ))
-
-        def ping() -> bool:
-            client = Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.5)
-            try:
-                return bool(client.ping())
-            except Exception:
-                return False
-            finally:
-                client.close()
-
-        if wait_until(ping, 10, 0.05) is None:
-            raise AssertionError("redis-server did not start:\n" + proc.text()[-2000:])
-        return proc
-
-    def close(self) -> None:
-        for proc in reversed(self.all):
-            if proc.popen.returncode is None and proc.name.startswith("redis-"):
-                proc.signal_group(signal.SIGCONT)  # let a stopped (hung) Redis go
-            proc.stop()
-
-
-@pytest.fixture
-def procs(tmp_path: Path, redis: Redis) -> Iterator[Procs]:
-    """Process starter; depends on ``redis`` so every process is dead before the db is emptied."""
-    p = Procs(tmp_path)
-    try:
-        yield p
-    finally:
-        p.close()
-
-
-def procfile_command(name: str) -> list[str]:
-    for line in (ROOT / "Procfile").read_text().splitlines():
-        if line.startswith(name + ":"):
-            return shlex.split(line.split(":", 1)[1])
-    raise AssertionError(f"no {name} process in Procfile")
 
 
 # --- deliveries ---------------------------------------------------------------------------------
@@ -400,7 +211,7 @@ def orphaned_jobs(redis: Redis) -> list[str]:
 
 
 def stream_with_strikes(
-    procs,
+    procs: Procs,
     redis: Redis,
     env: dict[str, str],
     strike: Callable[[Proc], None],

@@ -8,16 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from tests.faults.conftest import (
-    base_env,
-    comment_delivery,
-    comment_rows,
-    free_port,
-    inbox_state,
-    signature,
-    stuck,
-    wait_until,
-)
+from tests.faults.conftest import base_env, comment_delivery, comment_rows, inbox_state, signature, stuck
+from tests.support.procs import free_port, wait_until
 
 PER_PHASE = 16
 OUTAGE_ANSWER_BOUND = 2.0  # seconds

@@ -11,7 +11,8 @@ from rq.job import Job
 from config import contract
 from config.rq import QUEUE, QUEUES, SERIALIZER, presets
 from tests.conftest import make_settings, run_worker
-from tests.faults.conftest import ACCOUNT, comment_delivery, free_port, signature
+from tests.faults.conftest import ACCOUNT, comment_delivery, signature
+from tests.support.procs import free_port
 from webhook import create_app
 from workers import context, ingest
 

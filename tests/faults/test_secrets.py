@@ -15,7 +15,8 @@ from config.rq import QUEUE, SERIALIZER, presets
 from igrelay import payloads
 from igrelay.sandbox import Sandbox
 from igrelay.sandbox.data import Token
-from tests.faults.conftest import base_env, free_port, redis_values, signature
+from tests.faults.conftest import base_env, redis_values, signature
+from tests.support.procs import free_port
 from workers.graph_client import fingerprint
 
 TAG = secrets.token_hex(6)

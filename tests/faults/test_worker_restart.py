@@ -5,15 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
-from tests.faults.conftest import (
-    Proc,
-    base_env,
-    describe_stuck,
-    inbox_state,
-    stream_with_strikes,
-    stuck,
-    wait_settled,
-)
+from tests.faults.conftest import base_env, describe_stuck, inbox_state, stream_with_strikes, stuck, wait_settled
+from tests.support.procs import Proc
 
 DELIVERIES = 1000
 CHANGES_EACH = 2

@@ -8,15 +8,8 @@ from rq import Queue
 from rq.registry import StartedJobRegistry
 
 from config.rq import QUEUE, SERIALIZER, presets
-from tests.faults.conftest import (
-    Proc,
-    base_env,
-    inbox_state,
-    orphaned_jobs,
-    stream_with_strikes,
-    stuck,
-    wait_settled,
-)
+from tests.faults.conftest import base_env, inbox_state, orphaned_jobs, stream_with_strikes, stuck, wait_settled
+from tests.support.procs import Proc
 from workers.runner import build_worker
 
 DELIVERIES = 1000

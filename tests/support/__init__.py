@@ -1,1 +1,2 @@
-"""Importable helpers for tests that run real worker processes."""
+"""What the tests share: the process harness (``procs``), the tests' Redis and environment (``env``), and
+jobs that real worker processes run (``jobs``)."""
