@@ -19,6 +19,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Sequence
 
 from redis import Redis
 from redis.connection import ConnectionInterface
@@ -78,7 +79,7 @@ class DeliveryStore:
             self._kick()
         return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
 
-    def _send(self, conn: ConnectionInterface, commands: list[tuple[object, ...]]) -> tuple[object, object]:
+    def _send(self, conn: ConnectionInterface, commands: Sequence[tuple[object, ...]]) -> tuple[object, object]:
         """Write ``commands`` at once, read every reply; (XADD's entry id, SET NX's reply)."""
         self._warm = False
         try:
