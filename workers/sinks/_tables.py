@@ -1,4 +1,5 @@
-"""Not a sink: the SQL layout shared by the SQLite and PostgreSQL sinks, and the rows a record becomes.
+"""Not a sink: the SQL layout shared by the SQLite and PostgreSQL sinks, the rows a record becomes,
+and how their drivers' errors are reported.
 
 ``records`` holds one row per record id (the columns people filter on, plus the whole record as
 JSON); ``record_metrics`` holds one row per (record, metric), so metrics are plain SQL::
@@ -14,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from config.settings import ConfigError
-from workers.sinks import Record
+from workers.sinks import Record, SinkError
 
 COLUMNS = ("id", "kind", "account_id", "media_id", "captured_at", "trigger", "media_product_type", "data")
 
@@ -85,3 +86,58 @@ def safe_prefix(raw: Any) -> str:
     if not all(c.isalnum() or c == "_" for c in text):
         raise ConfigError("IGRELAY_CONFIG: [sinks] table_prefix may hold only letters, digits and underscores")
     return text
+
+
+# Fixed descriptions by SQLSTATE class: https://www.postgresql.org/docs/current/errcodes-appendix.html
+SQLSTATE_CLASSES = {
+    "08": "connection failure",
+    "22": "data exception",
+    "23": "constraint violation",
+    "25": "invalid transaction state",
+    "28": "authentication failed",
+    "3D": "database does not exist",
+    "3F": "schema does not exist",
+    "40": "transaction rolled back",
+    "42": "permission denied or invalid statement",
+    "53": "server out of resources",
+    "57": "server shutting down or statement cancelled",
+    "58": "server system error",
+    "XX": "server internal error",
+}
+# Errors raised before the server says anything (bad URL, refused connection, lost connection).
+CLIENT_ERRORS = {
+    "ProgrammingError": "invalid connection URL or statement",
+    "OperationalError": "cannot connect or the connection was lost",
+    "InterfaceError": "driver interface error",
+}
+SQLITE_ERRORS = {
+    "SQLITE_BUSY": "database is locked",
+    "SQLITE_LOCKED": "table is locked",
+    "SQLITE_CANTOPEN": "cannot open the database file",
+    "SQLITE_READONLY": "database is read-only",
+    "SQLITE_FULL": "disk full",
+    "SQLITE_IOERR": "disk I/O error",
+    "SQLITE_CORRUPT": "database file is corrupt",
+    "SQLITE_NOTADB": "file is not a database",
+    "SQLITE_PERM": "permission denied",
+}
+
+
+def driver_error(label: str, exc: BaseException) -> SinkError:
+    """A retryable error naming ``exc``'s type, SQLSTATE or SQLite code and a fixed description.
+
+    Never the driver's own text: libpq quotes URL parts (a password with a raw ``%`` among them)
+    and SQLite and the OS quote paths, and this text reaches logs, Redis and ``igrelay check``."""
+    kind = type(exc).__name__
+    sqlstate = getattr(exc, "sqlstate", None)
+    code = getattr(exc, "sqlite_errorname", None)
+    if isinstance(sqlstate, str) and sqlstate:
+        what = f"SQLSTATE {sqlstate}: {SQLSTATE_CLASSES.get(sqlstate[:2], 'database error')}"
+    elif isinstance(code, str) and code:
+        base = "_".join(code.split("_")[:2])  # SQLITE_IOERR_WRITE is an SQLITE_IOERR
+        what = f"{code}: {SQLITE_ERRORS.get(base, 'database error')}"
+    elif isinstance(exc, OSError):
+        what = exc.strerror or "operating system error"  # strerror is errno's fixed text; str(exc) names the path
+    else:
+        what = CLIENT_ERRORS.get(kind, "database error")
+    return SinkError(f"{label}: {kind} ({what})")

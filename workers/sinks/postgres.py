@@ -5,7 +5,8 @@ psycopg 3 is imported here only, when the sink is used. Each batch is one transa
 is not a round trip per row (measured faster here than COPY to staging tables or ``unnest``
 arrays), and a redelivered record is stored once. Tables are created only when missing.
 Options: ``schema`` (created if missing), ``table_prefix``.
-Failure policy: raise (an unreachable or failing server is retried); errors never carry the URL.
+Failure policy: raise (an unreachable or failing server is retried); errors say the exception type,
+SQLSTATE and a fixed description, never the driver's text (libpq quotes URL parts, passwords too).
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from config.logs import redact
 from config.settings import Settings, redact_url
-from workers.sinks import Finding, Record, Sink, SinkError
+from workers.sinks import Finding, Record, Sink
 from workers.sinks import _tables as tables
 
 
@@ -68,7 +68,7 @@ class PostgresSink(Sink):
             if not _is_driver_error(exc):
                 raise
             self.close()
-            raise SinkError(f"postgresql sink: {type(exc).__name__}: {_first_line(exc)}") from None
+            raise tables.driver_error("postgresql sink", exc) from None
 
     def close(self) -> None:
         if self._conn is not None:
@@ -91,8 +91,3 @@ class PostgresSink(Sink):
 def _is_driver_error(exc: Exception) -> bool:
     """True for psycopg's errors (checked by module, so psycopg stays a lazy import)."""
     return type(exc).__module__.startswith("psycopg") or isinstance(exc, OSError)
-
-
-def _first_line(exc: Exception) -> str:
-    """The first line of a driver message, scrubbed (it may name hosts and users, never passwords)."""
-    return redact((str(exc).splitlines() or [""])[0][:200])

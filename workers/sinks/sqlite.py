@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from config.settings import Settings, redact_url
-from workers.sinks import Record, Sink, SinkError
+from workers.sinks import Record, Sink
 from workers.sinks import _tables as tables
 
 
@@ -65,7 +65,7 @@ class SqliteSink(Sink):
                 raise
             conn.commit()
         except (sqlite3.Error, OSError) as exc:
-            raise SinkError(f"sqlite sink: {type(exc).__name__}: {exc}") from None
+            raise tables.driver_error("sqlite sink", exc) from None
 
     def close(self) -> None:
         if self._conn is not None:
