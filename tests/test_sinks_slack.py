@@ -52,7 +52,22 @@ def test_posts_text_to_the_endpoint(tmp_path, receiver, redis) -> None:
     settings = slack_settings(tmp_path, receiver)
     delivery.deliver(redis, settings, "team", [media(), comment()])
     bodies = [json.loads(b) for b in receiver.ok_bodies()]
-    assert [set(b) for b in bodies] == [{"text"}, {"text"}] and receiver.requests[0]["path"] == "/services/x"
+    assert [b["blocks"][0]["text"]["text"] for b in bodies] == [message(media()), message(comment())]
+    assert receiver.requests[0]["path"] == "/services/x"
+
+
+def test_comment_text_is_plain_and_nothing_unfurls(tmp_path, receiver, redis) -> None:
+    hostile = comment()
+    hostile["event"]["text"] = "*bold* _it_ ~s~ `x` ```code``` > quote https://evil.example/x <!channel> :tada:"
+    hostile["event"]["from"]["username"] = "_ana_"
+    delivery.deliver(redis, slack_settings(tmp_path, receiver), "team", [hostile, media()])
+    posted, insights = (json.loads(b) for b in receiver.ok_bodies())
+    for body in (posted, insights):
+        assert body["unfurl_links"] is False and body["unfurl_media"] is False and body["mrkdwn"] is False
+    texts = [block["text"] for block in posted["blocks"]]
+    assert texts and all(t["type"] == "plain_text" and t["emoji"] is False for t in texts)
+    assert "*bold*" in texts[0]["text"] and "&lt;!channel&gt;" in texts[0]["text"] and "@_ana_" in texts[0]["text"]
+    assert insights["blocks"][0]["text"]["type"] == "mrkdwn"  # igrelay's own links and bold figures
 
 
 def test_a_retried_batch_never_posts_twice(tmp_path, receiver, redis) -> None:
