@@ -24,7 +24,6 @@ from config.settings import Settings
 from workers.sinks import PermanentSinkError, Record, SinkError, SinkGone
 from workers.sinks.http import HttpSink, status_error
 
-
 MAX_TEXT = 3000  # a section block's text limit: https://api.slack.com/reference/block-kit/blocks#section
 
 
