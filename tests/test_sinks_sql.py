@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import stat
 import traceback
 import uuid
 
@@ -68,7 +69,20 @@ def test_sqlite_table_prefix_and_unwritable_path(settings, tmp_path) -> None:
     with pytest.raises(SinkError) as info:
         sink.send([media(1)])
     sink.close()
-    assert "SQLITE_CANTOPEN" in str(info.value) and str(tmp_path) not in str(info.value)  # a code, not the text
+    assert "sqlite sink" in str(info.value) and str(tmp_path) not in str(info.value)  # a code, not the path
+
+
+def test_sqlite_files_are_owner_only_whatever_the_umask(settings, tmp_path) -> None:
+    path = tmp_path / "r.sqlite3"
+    sink = load(f"sqlite:///{path}", {}, settings)
+    old = os.umask(0)
+    try:
+        sink.send([media(1)])
+        modes = {p.name: stat.S_IMODE(os.stat(p).st_mode) for p in tmp_path.glob("r.sqlite3*")}
+    finally:
+        os.umask(old)
+        sink.close()
+    assert modes == {"r.sqlite3": 0o600, "r.sqlite3-wal": 0o600, "r.sqlite3-shm": 0o600}
 
 
 @pytest.fixture

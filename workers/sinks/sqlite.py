@@ -2,7 +2,9 @@
 
 Tables of :mod:`workers.sinks._tables` in WAL mode; each batch is one transaction of two
 ``executemany`` upserts keyed by record id, so a redelivered record is stored once.
-Options: ``table_prefix``. Failure policy: raise (a locked or unwritable database is retried).
+A database file the sink creates is ``0600`` whatever the umask (SQLite gives its ``-wal`` and
+``-shm`` files the database file's mode). Options: ``table_prefix``.
+Failure policy: raise (a locked or unwritable database is retried).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from urllib.parse import unquote, urlsplit
 from config.settings import Settings, redact_url
 from workers.sinks import Record, Sink
 from workers.sinks import _tables as tables
+from workers.sinks.file import FILE_MODE
 
 
 def sqlite_path(url: str) -> str:
@@ -40,6 +43,7 @@ class SqliteSink(Sink):
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None:
             os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, FILE_MODE))  # created owner-only, before SQLite does
             conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             try:
                 conn.execute("PRAGMA journal_mode=WAL")
