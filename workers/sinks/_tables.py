@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from config.settings import ConfigError
 from workers.sinks import Record, SinkError
+
+# json.dumps(r, ...) builds this encoder on every call; one per process is the same output, cheaper.
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
 
 COLUMNS = ("id", "kind", "account_id", "media_id", "captured_at", "trigger", "media_product_type", "data")
 
@@ -47,6 +51,39 @@ def insert_sql(prefix: str, mark: str, schema: str = "") -> tuple[str, str]:
     )
 
 
+@dataclass(frozen=True)
+class Staged:
+    """PostgreSQL's bulk path: staging tables (once per connection), a COPY and an upsert per table."""
+
+    staging: tuple[str, str]
+    copies: tuple[str, str]
+    inserts: tuple[str, str]
+
+
+def staged_sql(prefix: str, schema: str = "") -> Staged:
+    """Statements that COPY a batch into temporary tables and upsert it from there, one per table."""
+    target = f"{schema}.{prefix}" if schema else prefix
+    cols = ", ".join(COLUMNS)
+    values = ", ".join("data::jsonb" if c == "data" else c for c in COLUMNS)
+    text_cols = ", ".join(f"{c} TEXT" for c in COLUMNS)
+    stage, stage_m = f"igrelay_stage_{prefix}records", f"igrelay_stage_{prefix}record_metrics"
+    # ON COMMIT DELETE ROWS empties them at each commit; prefix and schema passed safe_prefix().
+    return Staged(
+        staging=(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} ({text_cols}) ON COMMIT DELETE ROWS",
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage_m} (record_id TEXT, name TEXT, value DOUBLE PRECISION)"
+            " ON COMMIT DELETE ROWS",
+        ),
+        copies=(f"COPY {stage} ({cols}) FROM STDIN", f"COPY {stage_m} (record_id, name, value) FROM STDIN"),
+        inserts=(
+            f"INSERT INTO {target}records ({cols}) SELECT {values} FROM {stage}"  # nosec B608
+            " ON CONFLICT (id) DO NOTHING",
+            f"INSERT INTO {target}record_metrics (record_id, name, value) SELECT record_id, name, value"  # nosec B608
+            f" FROM {stage_m} ON CONFLICT (record_id, name) DO NOTHING",
+        ),
+    )
+
+
 def rows(records: Sequence[Record]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     """Record rows and metric rows for ``records`` (a batch may repeat an id: first one wins)."""
     seen: set[str] = set()
@@ -57,27 +94,26 @@ def rows(records: Sequence[Record]) -> tuple[list[tuple[Any, ...]], list[tuple[A
         if rid in seen:
             continue
         seen.add(rid)
-        data = json.dumps(r, ensure_ascii=False, separators=(",", ":"), default=str)
+        get = r.get
+        account, media = get("account_id"), get("media_id")
         out.append(
             (
                 rid,
-                r.get("kind"),
-                _s(r.get("account_id")),
-                _s(r.get("media_id")),
-                r.get("captured_at"),
-                r.get("trigger"),
-                r.get("media_product_type"),
-                data,
+                get("kind"),
+                None if account is None else str(account),
+                None if media is None else str(media),
+                get("captured_at"),
+                get("trigger"),
+                get("media_product_type"),
+                _encode(r),
             )
         )
-        for name, value in (r.get("metrics") or {}).items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                metrics.append((rid, name, float(value)))
+        metrics += [
+            (rid, name, float(value))
+            for name, value in (get("metrics") or {}).items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool)
+        ]
     return out, metrics
-
-
-def _s(value: Any) -> str | None:
-    return None if value is None else str(value)
 
 
 def safe_prefix(raw: Any) -> str:
