@@ -153,3 +153,26 @@ def test_check_never_quotes_a_postgres_password(tmp_path, redis, graph_sandbox) 
     done = igrelay("check", cwd=tmp_path, **env)
     assert "PROBLEM" in done.stdout and "ProgrammingError" in done.stdout, done.stdout + done.stderr
     assert not [p for p in _pieces(password) if p in done.stdout + done.stderr], done.stdout + done.stderr
+
+
+def test_a_kept_connection_serves_the_next_sink_of_its_process_only(settings, tmp_path, monkeypatch) -> None:
+    from workers.sinks import _reuse
+
+    url = f"sqlite:///{tmp_path}/r.sqlite3"
+    first = load(url, {}, settings)
+    first.send([media(1)])
+    kept = first._conn
+    first.close()
+    second = load(url, {}, settings)
+    second.send([media(1), media(2)])  # redelivered through the kept connection: stored once
+    assert second._conn is kept
+    second.close()
+    key = second._key()
+    real_pid = os.getpid()
+    monkeypatch.setattr(_reuse.os, "getpid", lambda: real_pid + 1)  # as in a forked child
+    assert _reuse.take(key) is None
+    monkeypatch.undo()
+    _reuse.close_all()
+    with sqlite3.connect(tmp_path / "r.sqlite3") as db:
+        assert db.execute("SELECT count(*) FROM records").fetchone()[0] == 2
+    db.close()
