@@ -127,3 +127,15 @@ def test_bad_secret_is_a_config_error(tmp_path) -> None:
 
     with pytest.raises(ConfigError):
         http_sink(tmp_path, "http://127.0.0.1:1/", secret="whsec_not base64!!")
+
+
+def test_a_name_that_does_not_resolve_is_retried(tmp_path) -> None:
+    for private in ("1", "0"):  # through the SSRF guard and without it
+        settings = make_settings(tmp_path, IGRELAY_SINK_SECRET=SECRET, IGRELAY_SINK_ALLOW_PRIVATE=private)
+        sink = load("https://receiver.invalid/hook", {}, settings)
+        try:
+            with pytest.raises(SinkError, match="does not resolve") as info:
+                sink.send([rec(1)])
+        finally:
+            sink.close()
+        assert not isinstance(info.value, PermanentSinkError) and info.value.done == ()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from conftest import make_settings
@@ -10,7 +11,7 @@ from conftest import make_settings
 from workers import delivery
 from workers import records as R
 from workers.changes import Change
-from workers.sinks import PermanentSinkError, SinkGone, load
+from workers.sinks import PermanentSinkError, SinkError, SinkGone, load
 from workers.sinks.slack import message
 
 HOOK = "slack://hooks.slack.com/services/T000/B000/SECRETHOOKPATH"
@@ -33,10 +34,9 @@ def comment(i: int = 0) -> dict:
 
 def slack_settings(tmp_path, receiver, **options):  # type: ignore[no-untyped-def]
     config = tmp_path / "igrelay.toml"
+    options = {"endpoint": f"{receiver.url}/services/x", "allow_private": True, **options}
     extra = "".join(f"{k} = {json.dumps(v)}\n" for k, v in options.items())
-    config.write_text(
-        f'[sinks.team]\nurl = "{HOOK}"\nendpoint = "{receiver.url}/services/x"\nallow_private = true\n{extra}'
-    )
+    config.write_text(f'[sinks.team]\nurl = "{HOOK}"\n{extra}')
     return make_settings(tmp_path, IGRELAY_SINKS=HOOK, IGRELAY_CONFIG=str(config))
 
 
@@ -52,7 +52,22 @@ def test_posts_text_to_the_endpoint(tmp_path, receiver, redis) -> None:
     settings = slack_settings(tmp_path, receiver)
     delivery.deliver(redis, settings, "team", [media(), comment()])
     bodies = [json.loads(b) for b in receiver.ok_bodies()]
-    assert [set(b) for b in bodies] == [{"text"}, {"text"}] and receiver.requests[0]["path"] == "/services/x"
+    assert [b["blocks"][0]["text"]["text"] for b in bodies] == [message(media()), message(comment())]
+    assert receiver.requests[0]["path"] == "/services/x"
+
+
+def test_comment_text_is_plain_and_nothing_unfurls(tmp_path, receiver, redis) -> None:
+    hostile = comment()
+    hostile["event"]["text"] = "*bold* _it_ ~s~ `x` ```code``` > quote https://evil.example/x <!channel> :tada:"
+    hostile["event"]["from"]["username"] = "_ana_"
+    delivery.deliver(redis, slack_settings(tmp_path, receiver), "team", [hostile, media()])
+    posted, insights = (json.loads(b) for b in receiver.ok_bodies())
+    for body in (posted, insights):
+        assert body["unfurl_links"] is False and body["unfurl_media"] is False and body["mrkdwn"] is False
+    texts = [block["text"] for block in posted["blocks"]]
+    assert texts and all(t["type"] == "plain_text" and t["emoji"] is False for t in texts)
+    assert "*bold*" in texts[0]["text"] and "&lt;!channel&gt;" in texts[0]["text"] and "@_ana_" in texts[0]["text"]
+    assert insights["blocks"][0]["text"]["type"] == "mrkdwn"  # igrelay's own links and bold figures
 
 
 def test_a_retried_batch_never_posts_twice(tmp_path, receiver, redis) -> None:
@@ -87,3 +102,15 @@ def test_archived_channel_disables_and_bad_payload_is_permanent(tmp_path, receiv
         sink.send([comment(2)])
     sink.close()
     assert "SECRETHOOKPATH" not in str(info.value)
+
+
+@pytest.mark.parametrize("allow_private", [False, True])
+def test_a_name_that_does_not_resolve_is_retried_not_dropped(tmp_path, receiver, redis, allow_private) -> None:
+    unresolvable = slack_settings(tmp_path, receiver, endpoint="https://hooks.invalid/x", allow_private=allow_private)
+    started = time.monotonic()
+    with pytest.raises(SinkError, match="does not resolve") as info:
+        delivery.deliver(redis, unresolvable, "team", [comment()])
+    assert not isinstance(info.value, PermanentSinkError) and info.value.done == ()
+    assert time.monotonic() - started < 5  # .invalid never resolves (RFC 6761): no network needed
+    delivery.deliver(redis, slack_settings(tmp_path, receiver), "team", [comment()])  # the retry, DNS fixed
+    assert len(receiver.ok_bodies()) == 1  # the claim was released, so the record was posted

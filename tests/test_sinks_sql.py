@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import stat
+import traceback
 import uuid
 
 import pytest
 
 from config.settings import ConfigError
 from workers import records as R
-from workers.sinks import SinkError, load
+from workers.sinks import SinkError, load, probe
 from workers.sinks.sqlite import sqlite_path
 
 PG_URL = os.environ.get("IGRELAY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -64,9 +66,23 @@ def test_sqlite_table_prefix_and_unwritable_path(settings, tmp_path) -> None:
         load(f"sqlite:///{tmp_path}/x.sqlite3", {"table_prefix": "x; DROP"}, settings)
     (tmp_path / "dir.sqlite3").mkdir()
     sink = load(f"sqlite:///{tmp_path}/dir.sqlite3", {"table_prefix": "ig_"}, settings)
-    with pytest.raises(SinkError):
+    with pytest.raises(SinkError) as info:
         sink.send([media(1)])
     sink.close()
+    assert "sqlite sink" in str(info.value) and str(tmp_path) not in str(info.value)  # a code, not the path
+
+
+def test_sqlite_files_are_owner_only_whatever_the_umask(settings, tmp_path) -> None:
+    path = tmp_path / "r.sqlite3"
+    sink = load(f"sqlite:///{path}", {}, settings)
+    old = os.umask(0)
+    try:
+        sink.send([media(1)])
+        modes = {p.name: stat.S_IMODE(os.stat(p).st_mode) for p in tmp_path.glob("r.sqlite3*")}
+    finally:
+        os.umask(old)
+        sink.close()
+    assert modes == {"r.sqlite3": 0o600, "r.sqlite3-wal": 0o600, "r.sqlite3-shm": 0o600}
 
 
 @pytest.fixture
@@ -107,3 +123,56 @@ def test_postgres_unreachable_is_retryable_and_hides_the_password(settings) -> N
         sink.send([media(1)])
     sink.close()
     assert "hunter2secret" not in str(info.value) and info.value.__cause__ is None
+
+
+def _pieces(secret: str, size: int = 4) -> set[str]:
+    """Every ``size``-character piece of ``secret`` (the whole of a shorter one)."""
+    return {secret[i : i + size] for i in range(max(1, len(secret) - size + 1))}
+
+
+@pytest.mark.parametrize("password", ["p%ss", "zq%Wr0ngPa55"])
+def test_postgres_error_and_probe_never_quote_a_password_with_a_raw_percent(settings, password) -> None:
+    pytest.importorskip("psycopg")
+    url = f"postgresql://postgres:{password}@127.0.0.1:5432/test"  # libpq quotes the bad "%" token back
+    sink = load(url, {}, settings)
+    with pytest.raises(SinkError) as info:
+        sink.send([media(1)])
+    sink.close()
+    assert "ProgrammingError" in str(info.value)
+    stored = "".join(traceback.format_exception(info.value))  # what RQ keeps and `failed list` shows
+    found = " ".join(f.text + f.fix for f in probe("pg", url, {}, settings, None))
+    leaks = [p for p in _pieces(password) for text in (stored, found) if p in text]
+    assert not leaks, (stored, found)
+
+
+def test_check_never_quotes_a_postgres_password(tmp_path, redis, graph_sandbox) -> None:
+    from tests.test_cli import igrelay, sandbox_env
+
+    password = "ch%ck"
+    env = sandbox_env(graph_sandbox, tmp_path, IGRELAY_SINKS=f"postgresql://postgres:{password}@127.0.0.1:5432/test")
+    done = igrelay("check", cwd=tmp_path, **env)
+    assert "PROBLEM" in done.stdout and "ProgrammingError" in done.stdout, done.stdout + done.stderr
+    assert not [p for p in _pieces(password) if p in done.stdout + done.stderr], done.stdout + done.stderr
+
+
+def test_a_kept_connection_serves_the_next_sink_of_its_process_only(settings, tmp_path, monkeypatch) -> None:
+    from workers.sinks import _reuse
+
+    url = f"sqlite:///{tmp_path}/r.sqlite3"
+    first = load(url, {}, settings)
+    first.send([media(1)])
+    kept = first._conn
+    first.close()
+    second = load(url, {}, settings)
+    second.send([media(1), media(2)])  # redelivered through the kept connection: stored once
+    assert second._conn is kept
+    second.close()
+    key = second._key()
+    real_pid = os.getpid()
+    monkeypatch.setattr(_reuse.os, "getpid", lambda: real_pid + 1)  # as in a forked child
+    assert _reuse.take(key) is None
+    monkeypatch.undo()
+    _reuse.close_all()
+    with sqlite3.connect(tmp_path / "r.sqlite3") as db:
+        assert db.execute("SELECT count(*) FROM records").fetchone()[0] == 2
+    db.close()

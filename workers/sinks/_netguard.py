@@ -18,7 +18,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 
 from workers.sinks import PermanentSinkError
 
@@ -91,7 +91,10 @@ class _Guarded(HTTPConnection):
     """Mixin for urllib3 connections: connect only to addresses that passed :func:`allowed`."""
 
     def _new_conn(self) -> socket.socket:
-        infos = checked_addresses(self._dns_host, self.port)
+        try:
+            infos = checked_addresses(self._dns_host, self.port)
+        except socket.gaierror as exc:  # nothing was sent: the delivery is retried, even to at-most-once sinks
+            raise NameResolutionError(self.host, self, exc) from exc
         try:
             return _connect(infos, self.timeout, self.socket_options)
         except TimeoutError as exc:

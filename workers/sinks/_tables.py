@@ -1,4 +1,5 @@
-"""Not a sink: the SQL layout shared by the SQLite and PostgreSQL sinks, and the rows a record becomes.
+"""Not a sink: the SQL layout shared by the SQLite and PostgreSQL sinks, the rows a record becomes,
+and how their drivers' errors are reported.
 
 ``records`` holds one row per record id (the columns people filter on, plus the whole record as
 JSON); ``record_metrics`` holds one row per (record, metric), so metrics are plain SQL::
@@ -11,10 +12,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from config.settings import ConfigError
-from workers.sinks import Record
+from workers.sinks import Record, SinkError
+
+# json.dumps(r, ...) builds this encoder on every call; one per process is the same output, cheaper.
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
 
 COLUMNS = ("id", "kind", "account_id", "media_id", "captured_at", "trigger", "media_product_type", "data")
 
@@ -46,6 +51,39 @@ def insert_sql(prefix: str, mark: str, schema: str = "") -> tuple[str, str]:
     )
 
 
+@dataclass(frozen=True)
+class Staged:
+    """PostgreSQL's bulk path: staging tables (once per connection), a COPY and an upsert per table."""
+
+    staging: tuple[str, str]
+    copies: tuple[str, str]
+    inserts: tuple[str, str]
+
+
+def staged_sql(prefix: str, schema: str = "") -> Staged:
+    """Statements that COPY a batch into temporary tables and upsert it from there, one per table."""
+    target = f"{schema}.{prefix}" if schema else prefix
+    cols = ", ".join(COLUMNS)
+    values = ", ".join("data::jsonb" if c == "data" else c for c in COLUMNS)
+    text_cols = ", ".join(f"{c} TEXT" for c in COLUMNS)
+    stage, stage_m = f"igrelay_stage_{prefix}records", f"igrelay_stage_{prefix}record_metrics"
+    # ON COMMIT DELETE ROWS empties them at each commit; prefix and schema passed safe_prefix().
+    return Staged(
+        staging=(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} ({text_cols}) ON COMMIT DELETE ROWS",
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage_m} (record_id TEXT, name TEXT, value DOUBLE PRECISION)"
+            " ON COMMIT DELETE ROWS",
+        ),
+        copies=(f"COPY {stage} ({cols}) FROM STDIN", f"COPY {stage_m} (record_id, name, value) FROM STDIN"),
+        inserts=(
+            f"INSERT INTO {target}records ({cols}) SELECT {values} FROM {stage}"  # nosec B608
+            " ON CONFLICT (id) DO NOTHING",
+            f"INSERT INTO {target}record_metrics (record_id, name, value) SELECT record_id, name, value"  # nosec B608
+            f" FROM {stage_m} ON CONFLICT (record_id, name) DO NOTHING",
+        ),
+    )
+
+
 def rows(records: Sequence[Record]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     """Record rows and metric rows for ``records`` (a batch may repeat an id: first one wins)."""
     seen: set[str] = set()
@@ -56,27 +94,26 @@ def rows(records: Sequence[Record]) -> tuple[list[tuple[Any, ...]], list[tuple[A
         if rid in seen:
             continue
         seen.add(rid)
-        data = json.dumps(r, ensure_ascii=False, separators=(",", ":"), default=str)
+        get = r.get
+        account, media = get("account_id"), get("media_id")
         out.append(
             (
                 rid,
-                r.get("kind"),
-                _s(r.get("account_id")),
-                _s(r.get("media_id")),
-                r.get("captured_at"),
-                r.get("trigger"),
-                r.get("media_product_type"),
-                data,
+                get("kind"),
+                None if account is None else str(account),
+                None if media is None else str(media),
+                get("captured_at"),
+                get("trigger"),
+                get("media_product_type"),
+                _encode(r),
             )
         )
-        for name, value in (r.get("metrics") or {}).items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                metrics.append((rid, name, float(value)))
+        metrics += [
+            (rid, name, float(value))
+            for name, value in (get("metrics") or {}).items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool)
+        ]
     return out, metrics
-
-
-def _s(value: Any) -> str | None:
-    return None if value is None else str(value)
 
 
 def safe_prefix(raw: Any) -> str:
@@ -85,3 +122,58 @@ def safe_prefix(raw: Any) -> str:
     if not all(c.isalnum() or c == "_" for c in text):
         raise ConfigError("IGRELAY_CONFIG: [sinks] table_prefix may hold only letters, digits and underscores")
     return text
+
+
+# Fixed descriptions by SQLSTATE class: https://www.postgresql.org/docs/current/errcodes-appendix.html
+SQLSTATE_CLASSES = {
+    "08": "connection failure",
+    "22": "data exception",
+    "23": "constraint violation",
+    "25": "invalid transaction state",
+    "28": "authentication failed",
+    "3D": "database does not exist",
+    "3F": "schema does not exist",
+    "40": "transaction rolled back",
+    "42": "permission denied or invalid statement",
+    "53": "server out of resources",
+    "57": "server shutting down or statement cancelled",
+    "58": "server system error",
+    "XX": "server internal error",
+}
+# Errors raised before the server says anything (bad URL, refused connection, lost connection).
+CLIENT_ERRORS = {
+    "ProgrammingError": "invalid connection URL or statement",
+    "OperationalError": "cannot connect or the connection was lost",
+    "InterfaceError": "driver interface error",
+}
+SQLITE_ERRORS = {
+    "SQLITE_BUSY": "database is locked",
+    "SQLITE_LOCKED": "table is locked",
+    "SQLITE_CANTOPEN": "cannot open the database file",
+    "SQLITE_READONLY": "database is read-only",
+    "SQLITE_FULL": "disk full",
+    "SQLITE_IOERR": "disk I/O error",
+    "SQLITE_CORRUPT": "database file is corrupt",
+    "SQLITE_NOTADB": "file is not a database",
+    "SQLITE_PERM": "permission denied",
+}
+
+
+def driver_error(label: str, exc: BaseException) -> SinkError:
+    """A retryable error naming ``exc``'s type, SQLSTATE or SQLite code and a fixed description.
+
+    Never the driver's own text: libpq quotes URL parts (a password with a raw ``%`` among them)
+    and SQLite and the OS quote paths, and this text reaches logs, Redis and ``igrelay check``."""
+    kind = type(exc).__name__
+    sqlstate = getattr(exc, "sqlstate", None)
+    code = getattr(exc, "sqlite_errorname", None)
+    if isinstance(sqlstate, str) and sqlstate:
+        what = f"SQLSTATE {sqlstate}: {SQLSTATE_CLASSES.get(sqlstate[:2], 'database error')}"
+    elif isinstance(code, str) and code:
+        base = "_".join(code.split("_")[:2])  # SQLITE_IOERR_WRITE is an SQLITE_IOERR
+        what = f"{code}: {SQLITE_ERRORS.get(base, 'database error')}"
+    elif isinstance(exc, OSError):
+        what = exc.strerror or "operating system error"  # strerror is errno's fixed text; str(exc) names the path
+    else:
+        what = CLIENT_ERRORS.get(kind, "database error")
+    return SinkError(f"{label}: {kind} ({what})")

@@ -3,8 +3,9 @@
 Each batch is written under an exclusive ``flock`` with O_APPEND and then fsynced, so concurrent
 writers never interleave inside a line. A write error removes the whole batch; a crash mid-write
 can leave a partial last line, which the next writer cuts off before appending (its batch failed
-and is sent again), so every line in the file is a whole record. Not idempotent: the delivery
-layer marks what was written. Failure policy: raise.
+and is sent again), so every line in the file is a whole record. A file the sink creates is
+``0600`` whatever the umask (records can hold private comments); an existing file keeps its mode.
+Not idempotent: the delivery layer marks what was written. Failure policy: raise.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from config.settings import ConfigError, Settings, redact_url
 from workers.sinks import Record, Sink, SinkError
 
 BLOCK = 65536
+FILE_MODE = 0o600  # owner only: the mode argument of os.open can only be narrowed by the umask
 
 
 def cut_partial_line(fd: int) -> None:
@@ -53,7 +55,7 @@ class FileSink(Sink):
         data = memoryview("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode())
         try:
             os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, FILE_MODE)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 cut_partial_line(fd)

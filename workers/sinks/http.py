@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import requests
-from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 
 from config.settings import ConfigError, Settings
 from workers.sinks import Finding, PermanentSinkError, Record, Sink, SinkError, SinkGone
@@ -99,10 +99,15 @@ def combine(label: str, records: Sequence[Record], outcomes: Sequence[Outcome], 
     raise type(worst)(f"{worst} ({failed} of {len(records)} records not delivered)", retry_after=wait_s, done=done)
 
 
+def _reason(exc: requests.RequestException) -> object:
+    """urllib3's reason under a requests error (``None`` when there is none)."""
+    return getattr(exc.args[0], "reason", None) if exc.args else None
+
+
 def _unsent(exc: requests.RequestException) -> bool:
-    """True when the connection was never made, so the receiver cannot have seen the request."""
-    reason = getattr(exc.args[0], "reason", None) if exc.args else None
-    return isinstance(reason, (NewConnectionError, ConnectTimeoutError))
+    """True when the connection was never made (a name that does not resolve too), so the receiver
+    cannot have seen the request."""
+    return isinstance(_reason(exc), (NewConnectionError, ConnectTimeoutError))
 
 
 def _abandon(future: Future[Outcome]) -> Outcome:
@@ -166,7 +171,8 @@ class HttpSink(Sink):
         except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema) as exc:
             return FAILED, PermanentSinkError(f"{self.label}: {type(exc).__name__}")
         except requests.RequestException as exc:  # the request may have reached the receiver
-            return (FAILED if _unsent(exc) else UNKNOWN), SinkError(f"{self.label}: {type(exc).__name__}")
+            dns = " (name does not resolve)" if isinstance(_reason(exc), NameResolutionError) else ""
+            return (FAILED if _unsent(exc) else UNKNOWN), SinkError(f"{self.label}: {type(exc).__name__}{dns}")
         with resp:
             error = self.classify(resp)
         return (OK if error is None else FAILED), error

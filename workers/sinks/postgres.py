@@ -1,11 +1,12 @@
 """``postgresql://user:pass@host/db``: the tables of :mod:`workers.sinks._tables` in PostgreSQL.
 
-psycopg 3 is imported here only, when the sink is used. Each batch is one transaction of two
-``executemany`` upserts (``ON CONFLICT (id) DO NOTHING``), which psycopg pipelines, so a batch
-is not a round trip per row (measured faster here than COPY to staging tables or ``unnest``
-arrays), and a redelivered record is stored once. Tables are created only when missing.
+psycopg 3 is imported here only, when the sink is used. Each batch is one transaction: ``COPY``
+into two temporary staging tables, then one ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` per
+table, so a redelivered record is stored once. The connection (with its staging tables) is kept
+for the process's next batch (:mod:`workers.sinks._reuse`). Tables are created only when missing.
 Options: ``schema`` (created if missing), ``table_prefix``.
-Failure policy: raise (an unreachable or failing server is retried); errors never carry the URL.
+Failure policy: raise (an unreachable or failing server is retried); errors say the exception type,
+SQLSTATE and a fixed description, never the driver's text (libpq quotes URL parts, passwords too).
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from config.logs import redact
 from config.settings import Settings, redact_url
-from workers.sinks import Finding, Record, Sink, SinkError
+from workers.sinks import Finding, Record, Sink, sink_name
+from workers.sinks import _reuse as reuse
 from workers.sinks import _tables as tables
 
 
@@ -29,21 +30,30 @@ class PostgresSink(Sink):
         super().__init__(url, options, settings)
         self.schema = tables.safe_prefix(self.options.get("schema"))
         self.prefix = tables.safe_prefix(self.options.get("table_prefix"))
-        self.upserts = tables.insert_sql(self.prefix, "%s", self.schema)
+        self.statements = tables.staged_sql(self.prefix, self.schema)
         self._conn: Any = None
+
+    def _key(self) -> str:
+        return f"postgresql:{sink_name(self.url)}:{self.schema}.{self.prefix}"
 
     def _connect(self) -> Any:
         if self._conn is None:
-            import psycopg  # optional driver: only deployments with a PostgreSQL sink need it
-
-            conn = psycopg.connect(self.url, connect_timeout=10)
-            try:
-                self._create_tables(conn)
-            except BaseException:
-                conn.close()
-                raise
-            self._conn = conn
+            self._conn = reuse.take(self._key()) or self._open()
         return self._conn
+
+    def _open(self) -> Any:
+        import psycopg  # optional driver: only deployments with a PostgreSQL sink need it
+
+        conn = psycopg.connect(self.url, connect_timeout=10)
+        try:
+            self._create_tables(conn)
+            with conn.transaction():
+                for statement in self.statements.staging:
+                    conn.execute(statement)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     def _create_tables(self, conn: Any) -> None:
         """Create the schema and tables unless they exist (checked first: DDL takes catalog locks)."""
@@ -61,16 +71,28 @@ class PostgresSink(Sink):
         try:
             conn = self._connect()
             with conn.transaction(), conn.cursor() as cur:
-                for sql, batch in zip(self.upserts, (rows, metrics), strict=True):
+                for copy_sql, insert_sql, batch in zip(
+                    self.statements.copies, self.statements.inserts, (rows, metrics), strict=True
+                ):
                     if batch:
-                        cur.executemany(sql, batch)
+                        with cur.copy(copy_sql) as copy:
+                            for row in batch:
+                                copy.write_row(row)
+                        cur.execute(insert_sql)
         except Exception as exc:
             if not _is_driver_error(exc):
                 raise
-            self.close()
-            raise SinkError(f"postgresql sink: {type(exc).__name__}: {_first_line(exc)}") from None
+            self._drop()
+            raise tables.driver_error("postgresql sink", exc) from None
 
     def close(self) -> None:
+        """Keep the connection for this process's next batch (see :mod:`workers.sinks._reuse`)."""
+        if self._conn is not None:
+            reuse.keep(self._key(), self._conn, self._conn.close)
+            self._conn = None
+
+    def _drop(self) -> None:
+        """Close the connection for good (after an error it is not reused)."""
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -91,8 +113,3 @@ class PostgresSink(Sink):
 def _is_driver_error(exc: Exception) -> bool:
     """True for psycopg's errors (checked by module, so psycopg stays a lazy import)."""
     return type(exc).__module__.startswith("psycopg") or isinstance(exc, OSError)
-
-
-def _first_line(exc: Exception) -> str:
-    """The first line of a driver message, scrubbed (it may name hosts and users, never passwords)."""
-    return redact((str(exc).splitlines() or [""])[0][:200])

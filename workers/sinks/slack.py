@@ -4,6 +4,8 @@ The URL is a bearer secret: it is never logged or put in an error. Slack is not 
 the sink is at-most-once: the delivery layer claims each record id in Redis before the post, and
 a post whose answer was lost keeps its claim, so a retry never posts twice. Posts go one at a
 time (Slack allows about one message a second per channel) through the SSRF guard.
+Text an Instagram user wrote (comments, mentions, usernames) goes as a Block Kit ``plain_text``
+object, so ``*bold*``, code blocks and links in it never render, and link unfurling is off.
 Failure policy: raise. 429 retried after ``Retry-After``; 404/410 (hook removed, channel archived)
 disable the sink; other 4xx are permanent; 5xx and network errors are retried.
 Options: ``endpoint`` (override the https URL, e.g. a fake Slack on loopback), ``concurrency`` (1).
@@ -21,6 +23,8 @@ import requests
 from config.settings import Settings
 from workers.sinks import PermanentSinkError, Record, SinkError, SinkGone
 from workers.sinks.http import HttpSink, status_error
+
+MAX_TEXT = 3000  # a section block's text limit: https://api.slack.com/reference/block-kit/blocks#section
 
 
 def _esc(text: Any) -> str:
@@ -63,6 +67,25 @@ def message(record: Record) -> str:
     return f"Instagram {product} insights for {link} (account {account}): {metrics}"
 
 
+def payload(record: Record) -> dict[str, Any]:
+    """The message for ``record``: user-written text only ever as plain text, nothing unfurled.
+
+    https://api.slack.com/reference/block-kit/composition-objects#text"""
+    text = message(record)
+    user_written = record.get("kind") == "webhook_event"
+    kind = "plain_text" if user_written else "mrkdwn"  # insights hold only igrelay's and Graph's words
+    block: dict[str, Any] = {"type": kind, "text": text[:MAX_TEXT]}
+    if user_written:
+        block["emoji"] = False  # :name: in a comment stays text too
+    return {
+        "text": text,  # the notification's fallback, unformatted since mrkdwn is off for it
+        "mrkdwn": False,
+        "blocks": [{"type": "section", "text": block}],
+        "unfurl_links": False,  # https://api.slack.com/reference/messaging/link-unfurling
+        "unfurl_media": False,
+    }
+
+
 class SlackSink(HttpSink):
     """Posts one message per record to Slack."""
 
@@ -80,7 +103,7 @@ class SlackSink(HttpSink):
         return self.target
 
     def request(self, record: Record) -> tuple[bytes, dict[str, str]]:
-        body = json.dumps({"text": message(record)}, ensure_ascii=False).encode()
+        body = json.dumps(payload(record), ensure_ascii=False).encode()
         return body, {"content-type": "application/json", "user-agent": "igrelay"}
 
     def classify(self, resp: requests.Response) -> SinkError | None:

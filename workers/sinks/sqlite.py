@@ -1,8 +1,11 @@
 """``sqlite:///relative.sqlite3`` or ``sqlite:////absolute.sqlite3``: the embedded default.
 
 Tables of :mod:`workers.sinks._tables` in WAL mode; each batch is one transaction of two
-``executemany`` upserts keyed by record id, so a redelivered record is stored once.
-Options: ``table_prefix``. Failure policy: raise (a locked or unwritable database is retried).
+``executemany`` upserts keyed by record id, so a redelivered record is stored once. The
+connection is kept for the process's next batch (:mod:`workers.sinks._reuse`).
+A database file the sink creates is ``0600`` whatever the umask (SQLite gives its ``-wal`` and
+``-shm`` files the database file's mode). Options: ``table_prefix``.
+Failure policy: raise (a locked or unwritable database is retried).
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from config.settings import Settings, redact_url
-from workers.sinks import Record, Sink, SinkError
+from workers.sinks import Record, Sink
+from workers.sinks import _reuse as reuse
 from workers.sinks import _tables as tables
+from workers.sinks.file import FILE_MODE
 
 
 def sqlite_path(url: str) -> str:
@@ -37,20 +42,30 @@ class SqliteSink(Sink):
         self.upsert, self.upsert_metrics = tables.insert_sql(self.prefix, "?")
         self._conn: sqlite3.Connection | None = None
 
+    def _key(self) -> str:
+        return f"sqlite:{os.path.abspath(self.path)}:{self.prefix}"
+
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None:
-            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            try:
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
-                for statement in tables.ddl(self.prefix, "TEXT"):
-                    conn.execute(statement)
-            except BaseException:
-                conn.close()
-                raise
-            self._conn = conn
+            self._conn = reuse.take(self._key()) or self._open()
         return self._conn
+
+    def _open(self) -> sqlite3.Connection:
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, FILE_MODE))  # created owner-only, before SQLite does
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            # WAL with synchronous=NORMAL stays consistent through any crash and loses nothing when a
+            # process dies; only an OS crash or power cut can undo the last commits. Commits then skip
+            # an fsync each (a batch is a commit), the WAL being synced at checkpoints.
+            conn.execute("PRAGMA synchronous=NORMAL")
+            for statement in tables.ddl(self.prefix, "TEXT"):
+                conn.execute(statement)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     def send(self, records: Sequence[Record]) -> None:
         rows, metrics = tables.rows(records)
@@ -65,9 +80,17 @@ class SqliteSink(Sink):
                 raise
             conn.commit()
         except (sqlite3.Error, OSError) as exc:
-            raise SinkError(f"sqlite sink: {type(exc).__name__}: {exc}") from None
+            self._drop()
+            raise tables.driver_error("sqlite sink", exc) from None
 
     def close(self) -> None:
+        """Keep the connection for this process's next batch (see :mod:`workers.sinks._reuse`)."""
+        if self._conn is not None:
+            reuse.keep(self._key(), self._conn, self._conn.close)
+            self._conn = None
+
+    def _drop(self) -> None:
+        """Close the connection for good (after an error it is not reused)."""
         if self._conn is not None:
             self._conn.close()
             self._conn = None
