@@ -1,6 +1,6 @@
 """``postgresql://user:pass@host/db``: the tables of :mod:`workers.sinks._tables` in PostgreSQL.
 
-psycopg 3 is imported here only, when the sink is used. Each batch is one transaction of two
+psycopg 3 is imported here only, when the sink is used. Each batch is one transaction of three
 ``executemany`` upserts (``ON CONFLICT (id) DO NOTHING``), which psycopg pipelines, so a batch
 is not a round trip per row (measured faster here than COPY to staging tables or ``unnest``
 arrays), and a redelivered record is stored once. Tables are created only when missing.
@@ -29,7 +29,10 @@ class PostgresSink(Sink):
         super().__init__(url, options, settings)
         self.schema = tables.safe_prefix(self.options.get("schema"))
         self.prefix = tables.safe_prefix(self.options.get("table_prefix"))
-        self.upserts = tables.insert_sql(self.prefix, "%s", self.schema)
+        self.upserts = (
+            *tables.insert_sql(self.prefix, "%s", self.schema),
+            tables.breakdowns_sql(self.prefix, "%s", self.schema),
+        )
         self._conn: Any = None
 
     def _connect(self) -> Any:
@@ -47,7 +50,8 @@ class PostgresSink(Sink):
 
     def _create_tables(self, conn: Any) -> None:
         """Create the schema and tables unless they exist (checked first: DDL takes catalog locks)."""
-        qualified = f"{self.schema}.{self.prefix}record_metrics" if self.schema else f"{self.prefix}record_metrics"
+        last = self.prefix + tables.LAST_TABLE
+        qualified = f"{self.schema}.{last}" if self.schema else last
         with conn.transaction():
             if conn.execute("SELECT to_regclass(%s)", [qualified]).fetchone()[0]:
                 return
@@ -61,7 +65,7 @@ class PostgresSink(Sink):
         try:
             conn = self._connect()
             with conn.transaction(), conn.cursor() as cur:
-                for sql, batch in zip(self.upserts, (rows, metrics), strict=True):
+                for sql, batch in zip(self.upserts, (rows, metrics, tables.breakdown_rows(records)), strict=True):
                     if batch:
                         cur.executemany(sql, batch)
         except Exception as exc:

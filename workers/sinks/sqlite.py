@@ -1,6 +1,6 @@
 """``sqlite:///relative.sqlite3`` or ``sqlite:////absolute.sqlite3``: the embedded default.
 
-Tables of :mod:`workers.sinks._tables` in WAL mode; each batch is one transaction of two
+Tables of :mod:`workers.sinks._tables` in WAL mode; each batch is one transaction of three
 ``executemany`` upserts keyed by record id, so a redelivered record is stored once.
 Options: ``table_prefix``. Failure policy: raise (a locked or unwritable database is retried).
 """
@@ -35,6 +35,7 @@ class SqliteSink(Sink):
         self.path = sqlite_path(self.url)
         self.prefix = tables.safe_prefix(self.options.get("table_prefix"))
         self.upsert, self.upsert_metrics = tables.insert_sql(self.prefix, "?")
+        self.upsert_breakdowns = tables.breakdowns_sql(self.prefix, "?")
         self._conn: sqlite3.Connection | None = None
 
     def _connect(self) -> sqlite3.Connection:
@@ -60,6 +61,7 @@ class SqliteSink(Sink):
             try:
                 conn.executemany(self.upsert, rows)
                 conn.executemany(self.upsert_metrics, metrics)
+                conn.executemany(self.upsert_breakdowns, tables.breakdown_rows(records))
             except BaseException:
                 conn.rollback()
                 raise
