@@ -95,7 +95,7 @@ def fetch_day(
     state = text_map(redis.hgetall(contract.account_day(account, day)))
     with open_client(settings, redis, 2) as client:
         try:
-            daily = _daily(client, settings, account, day, state)
+            daily = _daily(client, account, day, state)
             snapshots = _demographics(client, settings, account, day) if day == latest else []
         except (AuthError, ThrottledError) as exc:
             redis.delete(*(contract.lock(f"account_insights:{day}:{step}", account) for step in PASSES))
@@ -112,7 +112,7 @@ def fetch_day(
     return fresh
 
 
-def _daily(client: GraphClient, settings: Settings, account: str, day: str, state: Mapping[str, str]) -> Record:
+def _daily(client: GraphClient, account: str, day: str, state: Mapping[str, str]) -> Record:
     """The day's ``account_insights`` record: totals, follows/unfollows, new followers, hourly online."""
     since, until = day_window(day)
     totals = client.account_insights(account, since, until)
