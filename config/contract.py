@@ -73,6 +73,11 @@ def last_delivery(account: str) -> str:
     return account_key(account, LAST_DELIVERY)
 
 
+def account_day(account: str, day: str) -> str:
+    """Hash of the account's last ``account_insights`` of Meta's day ``day``: record ``id``, ``followers_count``."""
+    return account_key(account, "day:" + day)
+
+
 def token(account: str) -> str:
     """Hash of a token igrelay refreshed (or was given through the login flow) for the account."""
     return PREFIX + "token:" + account

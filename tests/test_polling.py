@@ -1,4 +1,4 @@
-"""New-media discovery, daily account insights and token refreshes against the sandbox Graph API."""
+"""New-media discovery and token refreshes against the sandbox Graph API."""
 
 from __future__ import annotations
 
@@ -82,19 +82,6 @@ def test_story_is_looked_at_once_more_before_it_expires(graph_settings, graph_sa
         media_state.next_refresh(first_seen, first_seen + 3601, graph_settings.refresh_schedule, posted)
         == posted + 23 * 3600
     )
-
-
-def test_account_insights_once_a_day(graph_settings, graph_sandbox, redis, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    ctx = context.Context(graph_settings, redis)
-    assert polling.account_insights_due(ctx) == 2 and polling.account_insights_due(ctx) == 0
-    graph_sandbox.reset_calls()
-    run_worker(graph_settings)
-    out = [r for r in records(tmp_path) if r["kind"] == "account_insights"]
-    assert len(out) == 2 and graph_sandbox.total_calls == 4
-    account = graph_sandbox.accounts[0]
-    mine = next(r for r in out if r["account_id"] == account)
-    assert mine["metrics"]["followers_count"] == graph_sandbox.data.accounts[account].followers_count
-    assert {"reach", "views", "accounts_engaged"} <= set(mine["metrics"])
 
 
 def test_token_refresh_after_24_hours_stores_and_uses_the_new_token(graph_settings, graph_sandbox, redis) -> None:  # type: ignore[no-untyped-def]

@@ -40,8 +40,10 @@ def test_message_event():
 def test_story_insights_from_payload():
     rec = records.story_insights_from_webhook(change("story_insights.json"))
     assert rec["kind"] == "story_insights" and rec["media_id"] == "18023345989012587"
-    assert rec["metrics"] == {"exits": 1, "reach": 17, "taps_forward": 12, "impressions": 28}
-    assert rec["unavailable"] == {"replies": "fewer_than_5", "taps_back": "fewer_than_5"}
+    assert rec["metrics"] == {"reach": 17, "views": 28}  # the API's names: impressions is views
+    assert rec["breakdowns"] == {"navigation": {"story_navigation_action_type": {"tap_forward": 12, "tap_exit": 1}}}
+    assert rec["unavailable"] == {"replies": "fewer_than_5", "navigation.tap_back": "fewer_than_5"}
+    assert rec["webhook_metrics"]["taps_back"] == -1
 
 
 def test_media_insights_id_depends_on_content_not_time():

@@ -46,6 +46,16 @@ def test_messages_are_readable() -> None:
     text = message(comment())
     assert text.startswith("New comment from @ana on media 901") and "Love &lt;this&gt; &amp; that" in text
     assert "2026-11-20" in message(R.account_insights("1", "2026-11-20", {"reach": 3}, {}, "schedule"))
+    audience = R.account_insights(
+        "1",
+        "2026-11-20",
+        {},
+        {},
+        "schedule",
+        breakdowns={"follower_demographics": {"age": {"18-24": 3}}},
+        timeframe="this_week",
+    )
+    assert message(audience) == "Account 1 audience (this_week): follower_demographics"
 
 
 def test_posts_text_to_the_endpoint(tmp_path, receiver, redis) -> None:

@@ -117,6 +117,22 @@ def test_postgres_same_layout_and_upsert(settings, pg_schema) -> None:
     assert row == (42.0, "https://x/42")
 
 
+def test_postgres_breakdown_rows(settings, pg_schema) -> None:
+    conn, schema = pg_schema
+    found = {"follows_and_unfollows": {"follow_type": {"FOLLOWER": 9, "NON_FOLLOWER": 3}}}
+    record = R.account_insights("1", "2026-11-25", {"follows": 9, "unfollows": 3}, {}, "schedule", breakdowns=found)
+    sink = load(PG_URL, {"schema": schema}, settings)
+    try:
+        sink.send([record, record])
+        sink.send([record])
+    finally:
+        sink.close()
+    rows = conn.execute(
+        f"SELECT key, value FROM {schema}.record_breakdowns WHERE metric = 'follows_and_unfollows' ORDER BY key"
+    ).fetchall()
+    assert rows == [("FOLLOWER", 9.0), ("NON_FOLLOWER", 3.0)]
+
+
 def test_postgres_unreachable_is_retryable_and_hides_the_password(settings) -> None:
     sink = load("postgresql://u:hunter2secret@127.0.0.1:1/db", {}, settings)
     with pytest.raises(SinkError) as info:

@@ -174,7 +174,9 @@ def _apply(pipe: Any, settings: Settings, o: Outcome, now: float, out: list[Reco
             pipe,
             settings,
             o,
-            records.media_insights(account, result.node, result.metrics, result.unavailable, trigger),
+            records.media_insights(
+                account, result.node, result.metrics, result.unavailable, trigger, breakdowns=result.breakdowns
+            ),
             out,
         )
         _schedule_next(pipe, settings, o, now)

@@ -21,7 +21,7 @@ from requests.adapters import HTTPAdapter
 from config import contract, stats
 from config.logs import redact, register_secrets
 from config.settings import Settings
-from workers import graph, metric_registry
+from workers import breakdowns, graph, metric_registry
 from workers.graph import AuthError, GraphError, MetricRejected, TransientError
 
 MAX_DROPS = 2  # metrics dropped per call before giving up: one retry is planned, but Meta can drop two at once
@@ -66,6 +66,7 @@ class MediaResult:
     node: dict[str, Any]
     metrics: dict[str, float]
     unavailable: dict[str, str] = field(default_factory=dict)
+    breakdowns: breakdowns.Breakdowns = field(default_factory=dict)
 
 
 class GraphClient:
@@ -144,7 +145,21 @@ class GraphClient:
             body = self.get(account, media_id, graph.media_params(metrics), requested=metrics)
             return MediaResult(*graph.parse_media(body, metrics))
 
-        return self._degrading(kind, media_type, call)
+        result = self._degrading(kind, media_type, call)
+        for metric, breakdown in metric_registry.media_breakdowns(self.settings, result.metrics):
+            result.breakdowns.update(self.media_breakdown(account, media_id, metric, breakdown))
+        return result
+
+    def media_breakdown(self, account: str, media_id: str, metric: str, breakdown: str) -> breakdowns.Breakdowns:
+        """One metric of a media by its breakdown, in a call of its own; empty when Meta gives none or fails."""
+        params = {"metric": metric, "breakdown": breakdown}
+        try:
+            body = self.get(account, f"{media_id}/insights", params, requested=[metric])
+        except (graph.ThrottledError, AuthError):
+            raise
+        except GraphError:  # a refused breakdown is Meta's "unknown error" (code 1); the media's values still stand
+            return {}
+        return breakdowns.parse(body.get("data"), [metric])
 
     def account_insights(self, account: str, since: int, until: int) -> MediaResult:
         """Daily account totals for ``[since, until]``, degrading past refused metrics."""

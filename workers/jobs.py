@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 from rq import get_current_job
 
 from config import stats
+from workers import account_insights as account_days
 from workers import context, delivery, fetch, ingest, polling, ticker
 from workers import watchdog as subscription_watchdog
 from workers.sinks import Record
@@ -95,10 +96,10 @@ def poll_account(account: str) -> int:
 
 
 @counted
-def account_insights(account: str) -> bool:
-    """Yesterday's account insights for ``account``."""
+def account_insights(account: str, day: str | None = None) -> int:
+    """``account``'s insights of Meta's day ``day`` (default: the day just over); returns records emitted."""
     ctx = context.current()
-    return polling.account_insights(ctx.redis, ctx.settings, account) is not None
+    return len(account_days.fetch_day(ctx.redis, ctx.settings, account, day))
 
 
 @counted

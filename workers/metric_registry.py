@@ -41,7 +41,6 @@ _V22: dict[str, list[str]] = {
         "saves",
         "shares",
         "replies",
-        "follows_and_unfollows",
         "profile_links_taps",
     ],
 }
@@ -53,6 +52,24 @@ _V24: dict[str, list[str]] = {
     ACCOUNT: [*_V22[ACCOUNT], "reposts"],
 }
 BY_VERSION: dict[tuple[int, int], dict[str, list[str]]] = {(22, 0): _V22, (24, 0): _V24}
+
+# Account metrics asked for in calls of their own, each with the period, type or breakdown it needs
+# (https://developers.facebook.com/docs/instagram-platform/api-reference/instagram-user/insights).
+# follows_and_unfollows only comes apart with breakdown=follow_type: FOLLOWER follows, NON_FOLLOWER unfollows.
+FOLLOWS = ("follows_and_unfollows", "follow_type", {"FOLLOWER": "follows", "NON_FOLLOWER": "unfollows"})
+FOLLOWER_COUNT = "follower_count"  # period=day, time_series only: new followers that day, not the total
+ONLINE_FOLLOWERS = "online_followers"  # period=lifetime: {hour: followers online}, the last 30 days only
+# period=lifetime with a timeframe, one breakdown per call; TOML ``[metrics]`` overrides each list.
+DEFAULT_LISTS: dict[str, list[str]] = {
+    "ACCOUNT_DEMOGRAPHICS": ["follower_demographics", "engaged_audience_demographics"],
+    "DEMOGRAPHIC_BREAKDOWNS": ["age", "city", "country", "gender"],
+    "DEMOGRAPHIC_TIMEFRAMES": ["this_week", "this_month"],  # the others are unsupported from v20.0
+    # Per-media breakdowns cost one more call per media refresh each, so none are asked for by default.
+    "MEDIA_BREAKDOWNS": [],
+}
+# media metric -> its one breakdown; asking a breakdown with any other metric fails the whole call
+# (https://developers.facebook.com/documentation/instagram-platform/reference/instagram-media/insights).
+MEDIA_BREAKDOWN = {"navigation": "story_navigation_action_type", "profile_activity": "action_type"}
 
 
 def _version(text: str) -> tuple[int, int]:
@@ -75,6 +92,17 @@ def configured(settings: Settings, kind: str, media_type: str | None = None) -> 
         if key and key in overrides:
             return list(overrides[key])
     return list(table.get(kind, table["FEED"]))
+
+
+def listed(settings: Settings, key: str) -> list[str]:
+    """One of ``DEFAULT_LISTS``, or its ``[metrics]`` override."""
+    return list(settings.section("metrics").get(key, DEFAULT_LISTS[key]))
+
+
+def media_breakdowns(settings: Settings, answered: Mapping[str, float]) -> list[tuple[str, str]]:
+    """(metric, breakdown) pairs worth a call for a media: configured, and the metric has a non-zero value."""
+    wanted = [m for m in listed(settings, "MEDIA_BREAKDOWNS") if m in MEDIA_BREAKDOWN]
+    return [(m, MEDIA_BREAKDOWN[m]) for m in wanted if answered.get(m)]
 
 
 def withdrawn(redis: Any, version: str, kind: str) -> set[str]:

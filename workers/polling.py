@@ -1,4 +1,4 @@
-"""Periodic per-account work: new-media discovery, daily account insights, token refreshes.
+"""Periodic per-account work: new-media discovery and token refreshes.
 
 Meta has no webhook for new media, so each account's ``/media`` and ``/stories`` are paged
 newest first down to the first media already known (a per-account sorted set of ids by
@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from redis import Redis
 
 from config import contract
 from config.settings import Settings
-from workers import delivery, graph, media_state, records, schedule, ticker
+from workers import graph, media_state, schedule, ticker
 from workers.context import Context
 from workers.graph import AuthError, ThrottledError
 from workers.graph_client import GraphClient, fingerprint, open_client
 from workers.redis_values import text
-from workers.sinks import Record
 
 MAX_PAGES = 20
 # https://developers.facebook.com/documentation/instagram-platform/reference/refresh_access_token
@@ -50,12 +48,6 @@ def poll_due(ctx: Context) -> int:
     if not ctx.settings.poll_interval:
         return 0
     return _enqueue_each(ctx, "poll", ctx.settings.poll_interval, contract.Jobs.POLL_ACCOUNT, "fetch")
-
-
-def account_insights_due(ctx: Context) -> int:
-    """Tick task: yesterday's account insights, once a day per account."""
-    day = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
-    return _enqueue_each(ctx, f"account_insights:{day}", 2 * 86400, contract.Jobs.ACCOUNT_INSIGHTS, "periodic")
 
 
 def token_refresh_due(ctx: Context) -> int:
@@ -119,26 +111,6 @@ def _blocked(redis: Redis, settings: Settings, account: str, exc: Exception, now
         media_state.flag_reauth(pipe, settings, account, exc)
     pipe.execute()
     return 0
-
-
-def account_insights(redis: Redis, settings: Settings, account: str, now: float | None = None) -> Record | None:
-    """Yesterday's account totals (UTC day) plus ``followers_count``, as an ``account_insights`` record."""
-    today = datetime.fromtimestamp(now or time.time(), UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    day = (today - timedelta(days=1)).date().isoformat()
-    since, until = int((today - timedelta(days=1)).timestamp()), int(today.timestamp())
-    with open_client(settings, redis, 2) as client:
-        try:
-            result = client.account_insights(account, since, until)
-            followers = client.followers_count(account)
-        except (AuthError, ThrottledError) as exc:
-            redis.delete(contract.lock(f"account_insights:{day}", account))
-            _blocked(redis, settings, account, exc, now or time.time())
-            return None
-    if followers is not None:
-        result.metrics["followers_count"] = followers
-    record = records.account_insights(account, day, result.metrics, result.unavailable, "schedule")
-    delivery.emit(redis, settings, [record])
-    return record
 
 
 def token_age(redis: Redis, settings: Settings, account: str, now: float) -> float:

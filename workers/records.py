@@ -14,13 +14,21 @@ from datetime import UTC, datetime
 from typing import Any
 
 from config.settings import Settings
-from workers import graph, metric_registry
+from workers import breakdowns, graph, metric_registry
+from workers.breakdowns import Breakdowns
 from workers.changes import Change
 from workers.sinks import Record
 
 # story_insights webhook: "-1" stands for a count below 5.
 # https://developers.facebook.com/docs/instagram-platform/webhooks
 FEWER_THAN_5 = "fewer_than_5"
+# The story_insights webhook still sends the names the API retired: impressions became views
+# (https://developers.facebook.com/docs/graph-api/changelog/version22.0) and taps_forward,
+# taps_back and exits became navigation by story_navigation_action_type
+# (https://developers.facebook.com/docs/graph-api/changelog/version18.0). Records use the API's names.
+WEBHOOK_STORY_NAMES = {"impressions": "views"}
+WEBHOOK_NAVIGATION = {"taps_forward": "tap_forward", "taps_back": "tap_back", "exits": "tap_exit"}
+NAVIGATION_BREAKDOWN = "story_navigation_action_type"
 
 
 def now_iso() -> str:
@@ -82,20 +90,25 @@ def normalize_event(change: Change) -> dict[str, Any]:
 
 
 def story_insights_from_webhook(change: Change, captured_at: str | None = None) -> Record:
-    """A ``story_insights`` record from the payload itself; ``-1`` becomes "fewer than 5"."""
+    """A ``story_insights`` record from the payload, in the API's names; ``-1`` becomes "fewer than 5"."""
     metrics: dict[str, float] = {}
     unavailable: dict[str, str] = {}
-    for name, value in change.value.items():
-        if name == "media_id" or not isinstance(value, (int, float)) or isinstance(value, bool):
-            continue
+    navigation: dict[str, float] = {}
+    raw = {k: v for k, v in change.value.items() if k != "media_id" and breakdowns.number(v)}
+    for name, value in raw.items():
+        step = WEBHOOK_NAVIGATION.get(name)
+        target = f"navigation.{step}" if step else WEBHOOK_STORY_NAMES.get(name, name)
         if value == -1:
-            unavailable[name] = FEWER_THAN_5
+            unavailable[target] = FEWER_THAN_5
+        elif step:
+            navigation[step] = value
         else:
-            metrics[name] = value
+            metrics[target] = value
+    found = {"navigation": {NAVIGATION_BREAKDOWN: navigation}} if navigation else {}
     media_id = str(change.value.get("media_id", ""))
-    return {
+    record: Record = {
         "kind": "story_insights",
-        "id": record_id("story_insights", change.account_id, media_id, metrics, unavailable),
+        "id": record_id("story_insights", change.account_id, media_id, metrics, unavailable, *_opt(found)),
         "account_id": change.account_id,
         "captured_at": captured_at or now_iso(),
         "trigger": "story_insights",
@@ -107,6 +120,10 @@ def story_insights_from_webhook(change: Change, captured_at: str | None = None) 
         "metrics": metrics,
         "unavailable": unavailable,
     }
+    if found:
+        record["breakdowns"] = found
+    record["webhook_metrics"] = raw
+    return record
 
 
 def media_insights(
@@ -116,6 +133,7 @@ def media_insights(
     unavailable: Mapping[str, str],
     trigger: str,
     captured_at: str | None = None,
+    breakdowns: Breakdowns | None = None,
 ) -> Record:
     """A ``media_insights`` record (or ``story_insights`` for a story) from a Graph fetch.
 
@@ -123,9 +141,9 @@ def media_insights(
     """
     kind = "story_insights" if media.get("media_product_type") == "STORY" else "media_insights"
     media_id = str(media["id"])
-    return {
+    record: Record = {
         "kind": kind,
-        "id": record_id(kind, account_id, media_id, dict(metrics), dict(unavailable)),
+        "id": record_id(kind, account_id, media_id, dict(metrics), dict(unavailable), *_opt(breakdowns)),
         "account_id": account_id,
         "captured_at": captured_at or now_iso(),
         "trigger": trigger,
@@ -137,6 +155,9 @@ def media_insights(
         "metrics": dict(metrics),
         "unavailable": dict(unavailable),
     }
+    if breakdowns:
+        record["breakdowns"] = breakdowns
+    return record
 
 
 def terminal_insights(
@@ -155,11 +176,14 @@ def account_insights(
     unavailable: Mapping[str, str],
     trigger: str,
     captured_at: str | None = None,
+    breakdowns: Breakdowns | None = None,
+    timeframe: str | None = None,
 ) -> Record:
-    """An ``account_insights`` record for the day ``day`` (``YYYY-MM-DD``, UTC)."""
-    return {
+    """An ``account_insights`` record of Meta's day ``day`` (``YYYY-MM-DD``), or a ``timeframe`` snapshot taken then."""
+    extra = [*_opt(breakdowns), *([{"timeframe": timeframe}] if timeframe else [])]
+    record: Record = {
         "kind": "account_insights",
-        "id": record_id("account_insights", account_id, day, dict(metrics), dict(unavailable)),
+        "id": record_id("account_insights", account_id, day, dict(metrics), dict(unavailable), *extra),
         "account_id": account_id,
         "captured_at": captured_at or now_iso(),
         "trigger": trigger,
@@ -167,6 +191,16 @@ def account_insights(
         "metrics": dict(metrics),
         "unavailable": dict(unavailable),
     }
+    if timeframe:
+        record["timeframe"] = timeframe
+    if breakdowns:
+        record["breakdowns"] = breakdowns
+    return record
+
+
+def _opt(found: Breakdowns | None) -> list[Breakdowns]:
+    """Breakdowns as an extra id part only when there are some, so records without keep their ids."""
+    return [found] if found else []
 
 
 def _iso(raw: Any) -> str | None:

@@ -27,7 +27,7 @@ TICK_SECONDS = 5
 TASKS: list[str] = [
     "workers.fetch:dispatch",
     "workers.polling:poll_due",
-    "workers.polling:account_insights_due",
+    "workers.account_insights:due",
     "workers.polling:token_refresh_due",
     "workers.watchdog:due",
 ]
@@ -68,13 +68,15 @@ def run(ctx: Context, consumer: str) -> None:
             log.exception("periodic task failed", extra={"task": path})
 
 
-def enqueue_per_account(ctx: Context, task: str, accounts: Iterable[str], ttl: int, job: str, preset: str) -> int:
-    """For a periodic task: enqueue ``job(account)`` for each account whose ``task`` lock (held ``ttl``
-    seconds) was free, so any number of workers do it once; returns how many were enqueued."""
+def enqueue_per_account(
+    ctx: Context, task: str, accounts: Iterable[str], ttl: int, job: str, preset: str, args: tuple[str, ...] = ()
+) -> int:
+    """For a periodic task: enqueue ``job(account, *args)`` for each account whose ``task`` lock (held
+    ``ttl`` seconds) was free, so any number of workers do it once; returns how many were enqueued."""
     queue = Queue(QUEUE, connection=ctx.redis, serializer=SERIALIZER)
     n = 0
     for account in accounts:
         if ctx.redis.set(contract.lock(task, account), b"1", nx=True, ex=ttl):
-            queue.enqueue(job, args=(account,), description=f"{task} {account}", **presets()[preset])
+            queue.enqueue(job, args=(account, *args), description=f"{task} {account}", **presets()[preset])
             n += 1
     return n

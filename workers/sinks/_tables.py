@@ -6,6 +6,10 @@ JSON); ``record_metrics`` holds one row per (record, metric), so metrics are pla
 
     SELECT r.media_id, m.value FROM records r JOIN record_metrics m ON m.record_id = r.id
     WHERE m.name = 'reach' ORDER BY r.captured_at;
+
+``record_breakdowns`` holds one row per (record, metric, breakdown, key) of a record's
+``breakdowns``: ``SELECT key, value FROM record_breakdowns WHERE metric = 'follower_demographics'
+AND breakdown = 'country'``.
 """
 
 from __future__ import annotations
@@ -36,7 +40,36 @@ def ddl(prefix: str, json_type: str, schema: str = "") -> list[str]:
         f"CREATE INDEX IF NOT EXISTS {index}records_media ON {prefix}records (media_id, captured_at)",
         f"CREATE INDEX IF NOT EXISTS {index}records_account ON {prefix}records (account_id, kind, captured_at)",
         f"CREATE INDEX IF NOT EXISTS {index}record_metrics_name ON {prefix}record_metrics (name)",
+        f"CREATE TABLE IF NOT EXISTS {prefix}record_breakdowns (record_id TEXT NOT NULL REFERENCES {prefix}records(id),"
+        " metric TEXT NOT NULL, breakdown TEXT NOT NULL, key TEXT NOT NULL, value DOUBLE PRECISION,"
+        " PRIMARY KEY (record_id, metric, breakdown, key))",
     ]
+
+
+LAST_TABLE = "record_breakdowns"  # the last table ``ddl`` creates: when it exists, they all do
+
+
+def breakdowns_sql(prefix: str, mark: str, schema: str = "") -> str:
+    """The upsert of ``breakdown_rows`` with ``mark`` as the placeholder (``?`` or ``%s``)."""
+    prefix = f"{schema}.{prefix}" if schema else prefix
+    marks = ", ".join([mark] * 5)
+    # prefix and schema passed safe_prefix(); values go as parameters (hence the nosec).
+    return (
+        f"INSERT INTO {prefix}record_breakdowns (record_id, metric, breakdown, key, value) VALUES ({marks})"  # nosec B608
+        " ON CONFLICT (record_id, metric, breakdown, key) DO NOTHING"
+    )
+
+
+def breakdown_rows(records: Sequence[Record]) -> list[tuple[Any, ...]]:
+    """``(record_id, metric, breakdown, key, value)`` rows of every record's ``breakdowns``."""
+    out: dict[tuple[str, str, str, str], float] = {}
+    for r in records:
+        for metric, by in (r.get("breakdowns") or {}).items():
+            for breakdown, values in by.items():
+                for key, value in values.items():
+                    if isinstance(value, (int, float)) and not isinstance(value, bool):
+                        out.setdefault((str(r["id"]), metric, breakdown, str(key)), float(value))
+    return [(*k, v) for k, v in out.items()]
 
 
 def insert_sql(prefix: str, mark: str, schema: str = "") -> tuple[str, str]:
@@ -55,9 +88,9 @@ def insert_sql(prefix: str, mark: str, schema: str = "") -> tuple[str, str]:
 class Staged:
     """PostgreSQL's bulk path: staging tables (once per connection), a COPY and an upsert per table."""
 
-    staging: tuple[str, str]
-    copies: tuple[str, str]
-    inserts: tuple[str, str]
+    staging: tuple[str, ...]
+    copies: tuple[str, ...]
+    inserts: tuple[str, ...]
 
 
 def staged_sql(prefix: str, schema: str = "") -> Staged:
@@ -67,19 +100,29 @@ def staged_sql(prefix: str, schema: str = "") -> Staged:
     values = ", ".join("data::jsonb" if c == "data" else c for c in COLUMNS)
     text_cols = ", ".join(f"{c} TEXT" for c in COLUMNS)
     stage, stage_m = f"igrelay_stage_{prefix}records", f"igrelay_stage_{prefix}record_metrics"
+    stage_b = f"igrelay_stage_{prefix}record_breakdowns"
+    breakdown_cols = "record_id, metric, breakdown, key, value"
     # ON COMMIT DELETE ROWS empties them at each commit; prefix and schema passed safe_prefix().
     return Staged(
         staging=(
             f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} ({text_cols}) ON COMMIT DELETE ROWS",
             f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage_m} (record_id TEXT, name TEXT, value DOUBLE PRECISION)"
             " ON COMMIT DELETE ROWS",
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage_b} (record_id TEXT, metric TEXT, breakdown TEXT, key TEXT,"
+            " value DOUBLE PRECISION) ON COMMIT DELETE ROWS",
         ),
-        copies=(f"COPY {stage} ({cols}) FROM STDIN", f"COPY {stage_m} (record_id, name, value) FROM STDIN"),
+        copies=(
+            f"COPY {stage} ({cols}) FROM STDIN",
+            f"COPY {stage_m} (record_id, name, value) FROM STDIN",
+            f"COPY {stage_b} ({breakdown_cols}) FROM STDIN",
+        ),
         inserts=(
             f"INSERT INTO {target}records ({cols}) SELECT {values} FROM {stage}"  # nosec B608
             " ON CONFLICT (id) DO NOTHING",
             f"INSERT INTO {target}record_metrics (record_id, name, value) SELECT record_id, name, value"  # nosec B608
             f" FROM {stage_m} ON CONFLICT (record_id, name) DO NOTHING",
+            f"INSERT INTO {target}record_breakdowns ({breakdown_cols}) SELECT {breakdown_cols}"  # nosec B608
+            f" FROM {stage_b} ON CONFLICT (record_id, metric, breakdown, key) DO NOTHING",
         ),
     )
 

@@ -1,9 +1,10 @@
 """``postgresql://user:pass@host/db``: the tables of :mod:`workers.sinks._tables` in PostgreSQL.
 
 psycopg 3 is imported here only, when the sink is used. Each batch is one transaction: ``COPY``
-into two temporary staging tables, then one ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` per
-table, so a redelivered record is stored once. The connection (with its staging tables) is kept
-for the process's next batch (:mod:`workers.sinks._reuse`). Tables are created only when missing.
+into three temporary staging tables (records, metrics, breakdowns), then one
+``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` per table, so a redelivered record is stored
+once. The connection (with its staging tables) is kept for the process's next batch
+(:mod:`workers.sinks._reuse`). Tables are created only when missing.
 Options: ``schema`` (created if missing), ``table_prefix``.
 Failure policy: raise (an unreachable or failing server is retried); errors say the exception type,
 SQLSTATE and a fixed description, never the driver's text (libpq quotes URL parts, passwords too).
@@ -57,7 +58,8 @@ class PostgresSink(Sink):
 
     def _create_tables(self, conn: Any) -> None:
         """Create the schema and tables unless they exist (checked first: DDL takes catalog locks)."""
-        qualified = f"{self.schema}.{self.prefix}record_metrics" if self.schema else f"{self.prefix}record_metrics"
+        last = self.prefix + tables.LAST_TABLE
+        qualified = f"{self.schema}.{last}" if self.schema else last
         with conn.transaction():
             if conn.execute("SELECT to_regclass(%s)", [qualified]).fetchone()[0]:
                 return
@@ -72,7 +74,10 @@ class PostgresSink(Sink):
             conn = self._connect()
             with conn.transaction(), conn.cursor() as cur:
                 for copy_sql, insert_sql, batch in zip(
-                    self.statements.copies, self.statements.inserts, (rows, metrics), strict=True
+                    self.statements.copies,
+                    self.statements.inserts,
+                    (rows, metrics, tables.breakdown_rows(records)),
+                    strict=True,
                 ):
                     if batch:
                         with cur.copy(copy_sql) as copy:

@@ -59,6 +59,9 @@ def message(record: Record) -> str:
         text = f": “{_esc(event['text'])}”" if event.get("text") else ""
         return f"{head}{where} (account {account}){text}"
     metrics = _metrics(record.get("metrics") or {})
+    if kind == "account_insights" and record.get("timeframe"):  # demographics: breakdowns only
+        shown = ", ".join(_esc(m) for m in sorted(record.get("breakdowns") or {})) or "none yet"
+        return f"Account {account} audience ({_esc(record['timeframe'])}): {shown}"
     if kind == "account_insights":
         return f"Account {account} insights for {_esc(record.get('day', '?'))}: {metrics}"
     media = f"media {_esc(record.get('media_id', '?'))}"

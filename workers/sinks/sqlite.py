@@ -1,7 +1,7 @@
 """``sqlite:///relative.sqlite3`` or ``sqlite:////absolute.sqlite3``: the embedded default.
 
-Tables of :mod:`workers.sinks._tables` in WAL mode; each batch is one transaction of two
-``executemany`` upserts keyed by record id, so a redelivered record is stored once. The
+Tables of :mod:`workers.sinks._tables` in WAL mode; each batch is one transaction of three
+``executemany`` upserts (records, metrics, breakdowns) keyed by record id, so a redelivered record is stored once. The
 connection is kept for the process's next batch (:mod:`workers.sinks._reuse`).
 A database file the sink creates is ``0600`` whatever the umask (SQLite gives its ``-wal`` and
 ``-shm`` files the database file's mode). Options: ``table_prefix``.
@@ -40,6 +40,7 @@ class SqliteSink(Sink):
         self.path = sqlite_path(self.url)
         self.prefix = tables.safe_prefix(self.options.get("table_prefix"))
         self.upsert, self.upsert_metrics = tables.insert_sql(self.prefix, "?")
+        self.upsert_breakdowns = tables.breakdowns_sql(self.prefix, "?")
         self._conn: sqlite3.Connection | None = None
 
     def _key(self) -> str:
@@ -75,6 +76,7 @@ class SqliteSink(Sink):
             try:
                 conn.executemany(self.upsert, rows)
                 conn.executemany(self.upsert_metrics, metrics)
+                conn.executemany(self.upsert_breakdowns, tables.breakdown_rows(records))
             except BaseException:
                 conn.rollback()
                 raise
