@@ -55,13 +55,13 @@ def test_rebatched_retry_is_processed_once(client, settings, tmp_path):
 
 
 def test_comments_request_one_debounced_fetch_per_media(client, settings, redis):
-    for media in ("m1", "m2"):
+    for media in ("18100000000000001", "18100000000000002"):
         for _ in range(5):
             post(client, payloads.encode(payloads.delivery("comments", "17841400000000001", media, 10)))
-    post(client, payloads.encode(payloads.delivery("mentions", "17841400000000001", "m3", 1)))
+    post(client, payloads.encode(payloads.delivery("mentions", "17841400000000001", "18100000000000003", 1)))
     run_worker(settings)
     due = dict(redis.zrange(contract.FETCH_DUE, 0, -1, withscores=True))
-    assert set(due) == {b"17841400000000001:m1", b"17841400000000001:m2"}  # mentions: someone else's media
+    assert set(due) == {b"17841400000000001:18100000000000001", b"17841400000000001:18100000000000002"}  # mentions: someone else's media
     assert b"igrelay_fetch_coalesced_total 98.0" in client.get("/metrics").data
 
 
@@ -107,7 +107,7 @@ def test_crash_after_dedupe_does_not_lose_changes(client, settings, redis, tmp_p
     post(client, payloads.encode(payloads.delivery("comments", "17841400000000001", "18111", 3)))
     ingest.ensure_group(redis)
     entries = redis.xreadgroup(contract.INBOX_GROUP, "w1", {contract.INBOX: ">"}, count=10)[0][1]
-    parsed = [(e.decode(), ingest._changes(d)) for e, d in entries]
+    parsed = [ingest.parse_entry(e.decode(), d, "2026-01-01T00:00:00Z") for e, d in entries]
     assert len(ingest._dedupe(redis, parsed)) == 3  # marked seen, then the worker dies before emitting
     monkeypatch.setattr(ingest, "CLAIM_IDLE_MS", 0)
     ingest.drain(redis, settings, consumer="w2")
