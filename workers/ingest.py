@@ -203,6 +203,7 @@ def dead_letter(pipe: Any, parsed: Parsed) -> None:
     fields = {"b": parsed.data.get(b"b", b""), "t": parsed.data.get(b"t", b""), "e": parsed.eid, "r": reasons}
     fields["n"] = str(len(parsed.refused))
     pipe.xadd(contract.INBOX_DEAD, fields, maxlen=contract.INBOX_DEAD_MAXLEN, approximate=True)
+    pipe.expire(contract.INBOX_DEAD, contract.INBOX_DEAD_TTL)
     stats.incr(pipe, "igrelay_inbox_dead_letters_total")
     log.warning("inbox entry dead-lettered", extra={"entry": parsed.eid, "reason": reasons})
 
