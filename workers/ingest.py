@@ -23,7 +23,7 @@ from redis.exceptions import ResponseError
 from config import contract, stats
 from config.settings import Settings
 from workers import delivery, records, schedule
-from workers.changes import COMMENT_FIELDS, Change, MalformedDelivery, iter_changes, problem
+from workers.changes import COMMENT_FIELDS, NUMERIC_ID, Change, MalformedDelivery, iter_changes, problem
 from workers.redis_values import text
 from workers.sinks import Record
 
@@ -119,6 +119,7 @@ class Parsed:
     items: list[tuple[Change, Record]] = field(default_factory=list)
     counts: Counter[tuple[str, str]] = field(default_factory=Counter)
     refused: list[str] = field(default_factory=list)
+    accounts: set[str] = field(default_factory=set)  # real accounts it names, known fields or not
 
 
 def process_batch(redis: Redis, settings: Settings, entries: list[Any], result: DrainResult) -> None:
@@ -138,7 +139,7 @@ def process_batch(redis: Redis, settings: Settings, entries: list[Any], result: 
     counts = _counts(parsed, fresh)
     for (label, outcome), n in counts.items():
         stats.incr(pipe, "igrelay_changes_total", n, field=label, outcome=outcome)
-    for account_id in {c.account_id for p in parsed for c, _r in p.items if not c.test}:
+    for account_id in set().union(*(p.accounts for p in parsed)):
         pipe.set(contract.last_delivery(account_id), int(time.time()), ex=30 * 86400)  # for the watchdog
     dead = [p for p in parsed if p.refused]
     for p in dead:
@@ -180,6 +181,8 @@ def parse_entry(eid: str, data: dict[bytes, bytes], captured_at: str) -> Parsed:
         parsed.refused.append(f"unreadable body: {type(exc).__name__}")
         return parsed
     for change in changes:
+        if change.object == "instagram" and NUMERIC_ID.fullmatch(change.account_id) and not change.test:
+            parsed.accounts.add(change.account_id)
         if not change.known:
             parsed.counts["unknown", "ignored"] += 1
             continue
