@@ -14,6 +14,12 @@ PREFIX = "igrelay:"
 INBOX = PREFIX + "inbox"  # stream; fields b = body bytes, t = received at
 INBOX_GROUP = "ingest"  # the stream's consumer group
 INBOX_PENDING = PREFIX + "inbox:pending"  # string, EX: "a drain job is already on its way"
+# Stream of inbox entries the worker could not act on (``igrelay failed``); fields b, t as in the inbox,
+# plus e = the inbox entry id, r = why, n = how many changes were refused. Capped at INBOX_DEAD_MAXLEN
+# entries, and gone INBOX_DEAD_TTL after the last one (as long as a failed ingest job is kept).
+INBOX_DEAD = PREFIX + "inbox:dead"
+INBOX_DEAD_MAXLEN = 10_000
+INBOX_DEAD_TTL = 7 * 86400
 
 # --- counters behind /metrics ---
 STATS = PREFIX + "stats"  # hash

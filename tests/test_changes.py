@@ -106,3 +106,18 @@ def test_thousand_change_batch():
 def test_malformed(body):
     with pytest.raises(MalformedDelivery):
         list(iter_changes(body))
+
+
+def test_problem_refuses_ids_that_are_not_digits_and_times_that_are_no_instant():
+    from workers.changes import Change, problem
+
+    def one(account="17841400000000001", media="18000000000000001", when=1796110912.0):  # type: ignore[no-untyped-def]
+        return problem(Change("instagram", account, "comments", {"media": {"id": media}}, when, "k"))
+
+    assert one() is None and one(account="0") is None and one(when=None) is None
+    for account in ("", "../me", "1:2", " 1", "١٢٣"):
+        assert one(account=account) == "account id is not numeric"
+    assert one(media="../../refresh_access_token") == "media id is not numeric"
+    for when in (float("nan"), float("inf"), -1.0, 1e17):
+        assert one(when=when) == "time out of range"
+    assert normalize_time("1e20") == 1e17 and normalize_time(True) is None and normalize_time(10**400) is None

@@ -164,3 +164,19 @@ def test_failed_replay_redelivers_a_dead_letter(tmp_path: Path, redis, receiver)
 def test_failed_replay_refuses_unknown_ids(tmp_path: Path, redis) -> None:  # type: ignore[no-untyped-def]
     done = igrelay("failed", "replay", "nope", cwd=tmp_path)
     assert done.returncode == 2 and done.stderr.strip() == "igrelay failed: not a dead letter: nope"
+
+
+def test_failed_lists_and_replays_a_refused_delivery(tmp_path: Path, redis) -> None:  # type: ignore[no-untyped-def]
+    from config import contract
+    from workers import ingest
+
+    body = b'{"object":"instagram","entry":[{"id":"","time":1e20,"changes":[{"field":"comments","value":{}}]}]}'
+    redis.xadd(contract.INBOX, {"b": body, "t": "1"})
+    ingest.drain(redis, make_settings(tmp_path), consumer="w")
+    listed = igrelay("failed", "list", cwd=tmp_path)
+    assert listed.returncode == 0 and "1 dead letter;" in listed.stdout
+    assert "inbox-" in listed.stdout and "account id is not numeric" in listed.stdout
+    [item] = [json.loads(line) for line in igrelay("failed", "list", "--json", cwd=tmp_path).stdout.splitlines()]
+    replayed = igrelay("failed", "replay", item["id"], cwd=tmp_path)
+    assert replayed.returncode == 0 and replayed.stdout.startswith("1 dead letter requeued"), replayed.stderr
+    assert [data[b"b"] for _eid, data in redis.xrange(contract.INBOX)] == [body]

@@ -288,3 +288,20 @@ def test_next_refresh_and_story_last_look() -> None:
     assert media_state.next_refresh(posted + 7200, posted + 7300, (3600, 21600, 86400), posted) == posted + 10800
     assert media_state.next_refresh(posted + 7200, posted + 30000, (3600, 21600, 86400), posted) == posted + 23 * 3600
     assert media_state.next_refresh(posted, posted + 23 * 3600 + 1, (3600,), posted) is None
+
+
+def test_claim_skips_and_removes_malformed_members_and_loses_nothing(redis) -> None:  # type: ignore[no-untyped-def]
+    """A member with an empty, non-numeric or path-like id errs the script no more: the good members
+    around it are claimed in the same call, the bad ones are removed."""
+    now = time.time()
+    good = [("17841400000000001", f"1810000000000000{n}") for n in range(3)]
+    bad = [":18100000000000009", "17841400000000001:", "17841400000000001:../../refresh_access_token", "x"]
+    schedule.request_fetch(redis, *good[0], "comments", now - 3)
+    for n, member in enumerate(bad):
+        redis.zadd(contract.FETCH_DUE, {member: now - 2 + n * 0.1})
+    schedule.request_fetch(redis, *good[1], "comments", now - 1)
+    redis.set(contract.paused_until(good[2][0]), "not-a-number")  # a garbled pause mark pauses nothing
+    schedule.request_fetch(redis, *good[2], "comments", now - 0.5)
+    assert sorted(fetch.claim(redis, now)) == sorted([a, m, "comments"] for a, m in good)
+    assert redis.zcard(contract.FETCH_DUE) == 0 and redis.hlen(contract.FETCH_TRIGGER) == 0
+    assert counter(redis, "igrelay_fetch_skipped_total", reason="malformed") == len(bad)

@@ -6,7 +6,7 @@ from pathlib import Path
 from config import contract
 from igrelay import payloads
 from tests.conftest import SECRET, run_worker
-from workers import ingest, schedule
+from workers import failed, ingest, schedule
 
 SAMPLES = Path(__file__).parent / "samples" / "meta"
 
@@ -55,13 +55,14 @@ def test_rebatched_retry_is_processed_once(client, settings, tmp_path):
 
 
 def test_comments_request_one_debounced_fetch_per_media(client, settings, redis):
-    for media in ("m1", "m2"):
+    for media in ("18100000000000001", "18100000000000002"):
         for _ in range(5):
             post(client, payloads.encode(payloads.delivery("comments", "17841400000000001", media, 10)))
-    post(client, payloads.encode(payloads.delivery("mentions", "17841400000000001", "m3", 1)))
+    post(client, payloads.encode(payloads.delivery("mentions", "17841400000000001", "18100000000000003", 1)))
     run_worker(settings)
     due = dict(redis.zrange(contract.FETCH_DUE, 0, -1, withscores=True))
-    assert set(due) == {b"17841400000000001:m1", b"17841400000000001:m2"}  # mentions: someone else's media
+    # mentions: someone else's media
+    assert set(due) == {b"17841400000000001:18100000000000001", b"17841400000000001:18100000000000002"}
     assert b"igrelay_fetch_coalesced_total 98.0" in client.get("/metrics").data
 
 
@@ -107,7 +108,7 @@ def test_crash_after_dedupe_does_not_lose_changes(client, settings, redis, tmp_p
     post(client, payloads.encode(payloads.delivery("comments", "17841400000000001", "18111", 3)))
     ingest.ensure_group(redis)
     entries = redis.xreadgroup(contract.INBOX_GROUP, "w1", {contract.INBOX: ">"}, count=10)[0][1]
-    parsed = [(e.decode(), ingest._changes(d)) for e, d in entries]
+    parsed = [ingest.parse_entry(e.decode(), d, "2026-01-01T00:00:00Z") for e, d in entries]
     assert len(ingest._dedupe(redis, parsed)) == 3  # marked seen, then the worker dies before emitting
     monkeypatch.setattr(ingest, "CLAIM_IDLE_MS", 0)
     ingest.drain(redis, settings, consumer="w2")
@@ -132,3 +133,92 @@ def test_every_job_has_explicit_retry_and_ttls(client, settings, redis):
         assert b"failure_ttl" in job and b"result_ttl" in job and b"timeout" in job, key
         assert job[b"serializer"] if b"serializer" in job else True
         assert b"17841400000000001" not in job.get(b"description", b"")
+
+
+ACCOUNT = "17841400000000001"
+
+
+def comment(comment_id: str, media_id: str = "18100000000000001", account: str = ACCOUNT, when: object = 1796110912):
+    """One signed-ready comments delivery; ``when`` is written into the body as is (``NaN``, ``1e20``...)."""
+    value = {"id": comment_id, "text": "hi", "media": {"id": media_id, "media_product_type": "FEED"}}
+    entry = {"id": account, "time": "@TIME@", "changes": [{"field": "comments", "value": value}]}
+    return json.dumps({"object": "instagram", "entry": [entry]}).replace('"@TIME@"', str(when)).encode()
+
+
+POISON = {
+    "time 1e20": comment("17900000000000091", when="1e20"),
+    "time NaN": comment("17900000000000092", when="NaN"),
+    "time Infinity": comment("17900000000000093", when="Infinity"),
+    "time -Infinity": comment("17900000000000094", when="-Infinity"),
+    "empty account": comment("17900000000000095", account=""),
+    "path as media id": comment("17900000000000096", media_id="../../refresh_access_token"),
+    "path as account": comment("17900000000000097", account="../me"),
+    "not JSON": b"{",
+}
+
+
+def test_a_poison_entry_never_delays_a_good_one(client, settings, redis, tmp_path):
+    """Poison entries between good ones, all in one batch: one drain turns every good one into a record,
+    dead-letters the poison ones (listed by ``igrelay failed``) and leaves the inbox empty."""
+    good = []
+    for n, body in enumerate(POISON.values()):
+        good.append(f"1790000000000000{n}")
+        post(client, comment(good[-1]))
+        redis.xadd(contract.INBOX, {"b": body, "t": "1"})  # as stored by the web (which refuses non-JSON)
+    good.append("17900000000000099")
+    post(client, comment(good[-1]))
+    result = ingest.drain(redis, settings, consumer="w")
+    assert result.records == len(good) and result.dead_letters == len(POISON)
+    assert redis.xlen(contract.INBOX) == 0 and redis.xpending(contract.INBOX, contract.INBOX_GROUP)["pending"] == 0
+    assert redis.zrange(contract.FETCH_DUE, 0, -1) == [f"{ACCOUNT}:18100000000000001".encode()]
+    assert not list(redis.scan_iter("igrelay:account::*")) and not list(redis.scan_iter("*../*"))
+    run_worker(settings)
+    assert sorted(r["event"]["comment_id"] for r in records(tmp_path)) == sorted(good)
+    dead = [d for d in failed.list_failed(redis) if d["id"].startswith(failed.DEAD_ENTRY)]
+    assert len(dead) == len(POISON) and {d["exception"] for d in dead} == {"RefusedDelivery"}
+    reasons = " ".join(d["message"] for d in dead)
+    for reason in ("time out of range", "account id is not numeric", "media id is not numeric", "not JSON"):
+        assert reason in reasons
+    assert 'igrelay_changes_total{field="comments",outcome="invalid"} 7.0' in client.get("/metrics").data.decode()
+
+
+def test_a_dead_lettered_entry_is_replayed_into_the_inbox(client, settings, redis):
+    redis.xadd(contract.INBOX, {"b": POISON["empty account"], "t": "1"})
+    ingest.drain(redis, settings, consumer="w")
+    [dead] = failed.list_failed(redis)
+    assert failed.replay(redis, job_ids=[dead["id"]]) == 1
+    assert [data[b"b"] for _eid, data in redis.xrange(contract.INBOX)] == [POISON["empty account"]]
+    assert redis.xlen(contract.INBOX_DEAD) == 0 and failed.list_failed(redis) == []
+    assert ingest.drain(redis, settings, consumer="w").dead_letters == 1  # still refused: listed again
+
+
+PUBLISHED = Path(__file__).parent / "samples" / "published"
+
+
+def canonical(record: dict, keys) -> str:  # type: ignore[no-untyped-def]
+    return json.dumps({k: record.get(k) for k in sorted(keys)}, sort_keys=True, ensure_ascii=False)
+
+
+def test_every_published_webhook_shape_becomes_its_record(client, settings, redis, tmp_path):
+    """Meta's published payloads (and a few third parties' captures), each fixture with its source, replayed
+    signed through the app and a real worker: each gives its status and exactly its records (compared on the
+    fixture's keys: never id or captured_at; a story_insights record's metrics are test_records' business).
+    The App Dashboard's Test deliveries (entry id "0") are webhook_event records marked test, every click
+    of one included, and schedule or flag nothing."""
+    fixtures = [json.loads(p.read_text()) for p in sorted(PUBLISHED.glob("*.json"))]
+    assert len(fixtures) == 54
+    for fx in fixtures:
+        body = json.dumps(fx["body"], ensure_ascii=fx["encoding"] == "escaped").encode()
+        answer = client.post("/webhook", data=body, headers={"X-Hub-Signature-256": payloads.sign(body, SECRET)})
+        assert answer.status_code == fx["status"], fx["name"]
+    run_worker(settings)
+    got = records(tmp_path)
+    for fx in fixtures:
+        for want in fx["records"]:
+            matches = [r for r in got if canonical(r, want) == canonical(want, want)]
+            assert matches, f"{fx['name']}: no record {canonical(want, want)}"
+            got.remove(matches[0])
+    assert got == []  # nothing more than the fixtures say
+    assert {m.split(b":")[0] for m in redis.zrange(contract.FETCH_DUE, 0, -1)} == {b"17841405726653026"}
+    assert not list(redis.scan_iter(contract.account_key("0", "*")))
+    assert redis.xlen(contract.INBOX_DEAD) == 0

@@ -1,4 +1,8 @@
-"""Property-based: arbitrary headers and bodies never make POST /webhook answer 5xx."""
+"""Property-based: arbitrary headers and bodies never make POST /webhook answer 5xx, and no signed
+delivery, however odd its ids and times, stops the worker's drain."""
+
+import json
+import re
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -6,6 +10,7 @@ from hypothesis import strategies as st
 from config import contract
 from igrelay.payloads import sign
 from tests.conftest import SECRET
+from workers import ingest
 
 header_values = st.one_of(
     st.text(max_size=300),
@@ -49,3 +54,55 @@ def test_signed_arbitrary_json_is_200_or_400(client, redis, payload):
 def test_nothing_unsigned_is_stored(client, redis, body):
     client.post("/webhook", data=body, headers={"X-Hub-Signature-256": sign(body, "not-the-secret")})
     assert redis.xlen(contract.INBOX) == 0
+
+
+# Values that broke the drain: times that are no instant, ids that are no id (or are a Graph path).
+odd_numbers = st.sampled_from([1e20, -1e20, float("nan"), float("inf"), float("-inf"), 10**30, -1, 0, 1e11 + 1])
+odd_ids = st.one_of(
+    st.sampled_from(["", "0", "../../refresh_access_token", "1:2", "me", " 1", "1e3", "١٢٣"]),
+    st.integers(-(10**40), 10**40),
+    st.none(),
+    st.text(max_size=12),
+)
+odd_values = odd_numbers | odd_ids | json_like
+comment_values = st.fixed_dictionaries(
+    {"id": odd_ids, "media": st.fixed_dictionaries({"id": odd_ids}), "text": odd_values}
+)
+messaging_items = st.fixed_dictionaries(
+    {"sender": st.fixed_dictionaries({"id": odd_ids}), "timestamp": odd_values},
+    optional={
+        "message": st.fixed_dictionaries({"mid": odd_ids}, optional={"attachments": odd_values}),
+        "message_edit": odd_values,
+        "reaction": odd_values,
+        "optin": odd_values,
+    },
+)
+entries = st.fixed_dictionaries(
+    {"id": odd_ids, "time": odd_values},
+    optional={
+        "changes": st.lists(
+            st.fixed_dictionaries(
+                {
+                    "field": st.sampled_from(["comments", "live_comments", "mentions", "story_insights", "messages"]),
+                    "value": comment_values
+                    | st.dictionaries(st.sampled_from(["media_id", "reach", "exits"]), odd_values),
+                }
+            ),
+            max_size=3,
+        ),
+        "messaging": st.lists(messaging_items, max_size=2),
+    },
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=HEALTH)
+@given(batch=st.lists(entries, min_size=1, max_size=4))
+def test_no_signed_delivery_stops_the_drain(client, redis, settings, batch):
+    for entry in batch:
+        body = json.dumps({"object": "instagram", "entry": [entry]}).encode()  # NaN, Infinity as Python writes them
+        answer = client.post("/webhook", data=body, headers={"X-Hub-Signature-256": sign(body, SECRET)})
+        assert answer.status_code == 200
+    ingest.drain(redis, settings, consumer="fuzz")
+    assert redis.xlen(contract.INBOX) == 0
+    for member in redis.zrange(contract.FETCH_DUE, 0, -1):
+        assert re.fullmatch(rb"[0-9]+:[0-9]+", member), member

@@ -8,12 +8,18 @@ The envelope itself is checked by ``config.envelope``, as the web checked it. Do
 tolerated: array-wrapped bodies, ``time`` in s or ms, ``comment_id`` for
 ``id``, an entry with ``field``/``value`` and no ``changes[]``.
 https://developers.facebook.com/docs/instagram-platform/webhooks/examples
+
+``problem`` is the worker's edge check: a known change whose account or media id is not numeric
+(they become Graph paths and Redis members) or whose time is not a real instant is never acted on.
+The App Dashboard's "Test" button sends entries with id ``"0"`` (``Change.test``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -34,9 +40,13 @@ MESSAGING_EVENTS = {  # event key in a messaging[] item -> webhook field it belo
     "request_thread_control": "messaging_handover",
     "policy_enforcement": "messaging_policy_enforcement",
     "response_feedback": "response_feedback",
+    "message_edit": "message_edit",
 }
 MESSAGING_FIELDS = frozenset(MESSAGING_EVENTS.values()) | {"message_echoes", "standby", "messaging"}
 KNOWN_FIELDS = COMMENT_FIELDS | {"mentions", "story_insights"} | MESSAGING_FIELDS
+TEST_ACCOUNT = "0"  # entry.id of the App Dashboard's "Test" deliveries
+NUMERIC_ID = re.compile(r"[0-9]{1,30}")
+LATEST_TIME = 32503680000.0  # 3000-01-01 in epoch seconds: any later "time" is not a real send time
 
 
 @dataclass(frozen=True)
@@ -62,6 +72,29 @@ class Change:
         if isinstance(media, dict) and media.get("id"):
             return str(media["id"])
         return str(self.value["media_id"]) if self.value.get("media_id") else None
+
+    @property
+    def test(self) -> bool:
+        """True for a delivery made by the App Dashboard's "Test" button (no real account)."""
+        return self.account_id == TEST_ACCOUNT
+
+
+def problem(change: Change) -> str | None:
+    """Why the worker must not act on this known change (ids not numeric, time out of range), or None."""
+    if not NUMERIC_ID.fullmatch(change.account_id):
+        return "account id is not numeric"
+    media_id = change.media_id
+    if media_id is not None and not NUMERIC_ID.fullmatch(media_id):
+        return "media id is not numeric"
+    if change.time is not None and not (math.isfinite(change.time) and 0 <= change.time < LATEST_TIME):
+        return "time out of range"
+    if change.field == "story_insights" and any(_not_finite(x) for x in change.value.values()):
+        return "metric is not a finite number"
+    return None
+
+
+def _not_finite(value: Any) -> bool:
+    return isinstance(value, float) and not math.isfinite(value)
 
 
 class MalformedDelivery(ValueError):
@@ -90,12 +123,14 @@ def _entry_changes(obj: str, entry: dict[str, Any]) -> Iterator[Change]:
     for item in items if isinstance(items, list) else []:
         if isinstance(item, dict):
             field, value = str(item.get("field", "")), _as_dict(item.get("value"))
-            yield Change(obj, account, field, value, when, change_key(obj, account, field, value))
+            ts = normalize_time(value.get("timestamp")) if field in MESSAGING_FIELDS else None
+            yield Change(obj, account, field, value, when if ts is None else ts, change_key(obj, account, field, value))
     for list_name in ("messaging", "standby"):
         for event in entry.get(list_name) or []:
             if isinstance(event, dict):
                 field = "standby" if list_name == "standby" else _messaging_field(event)
-                ts = normalize_time(event.get("timestamp")) or when
+                ts = normalize_time(event.get("timestamp"))
+                ts = when if ts is None else ts
                 yield Change(obj, account, field, event, ts, change_key(obj, account, field, event))
 
 
@@ -113,10 +148,13 @@ def _messaging_field(event: dict[str, Any]) -> str:
 
 
 def normalize_time(raw: Any) -> float | None:
-    """Seconds since the epoch from Meta's ``time``/``timestamp`` (seconds or milliseconds)."""
+    """Seconds since the epoch from Meta's ``time``/``timestamp`` (seconds or milliseconds); not checked
+    for range (``problem`` does), None when absent or not a number."""
+    if isinstance(raw, bool):
+        return None
     try:
         value = float(raw)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     return value / 1000.0 if value > 1e11 else value
 
@@ -142,4 +180,7 @@ def _identity(field: str, value: dict[str, Any]) -> str | None:
     message = value.get("message")
     if isinstance(message, dict) and message.get("mid"):
         return f"{message['mid']}:{'deleted' if message.get('is_deleted') else 'sent'}"
+    edit = value.get("message_edit")
+    if isinstance(edit, dict) and edit.get("mid"):
+        return f"{edit['mid']}:edit:{edit.get('num_edit', '')}"
     return None

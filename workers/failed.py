@@ -1,8 +1,12 @@
 """The dead-letter view: failed jobs on igrelay's queues, listed and replayed (``igrelay failed``).
 
 A job lands in RQ's FailedJobRegistry when its retries ran out or its sink failed for good
-(``workers.delivery``). Listing never shows arguments beyond a sink name and a record count, and
-error texts are cut to their last line and scrubbed. Replaying requeues a job under its own id with
+(``workers.delivery``). An inbox entry the worker refused (an id that is not numeric, a time out of
+range, a body it could not read) lands in the dead-letter stream ``contract.INBOX_DEAD``; it is listed
+with the id ``inbox-STREAM_ID`` and replayed by putting its body back into the inbox.
+
+Listing never shows arguments beyond a sink name and a record count, and error texts are cut to
+their last line and scrubbed. Replaying requeues a job under its own id with
 a fresh retry schedule and re-enables a sink that had been disabled by a 410; records already
 sent to a non-idempotent sink stay marked, so a replay never sends them twice.
 """
@@ -10,20 +14,25 @@ sent to a non-idempotent sink stay marked, so a replay never sends them twice.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from redis import Redis
+from rq import Queue
 from rq.job import Job
 from rq.registry import FailedJobRegistry
 
+from config import contract
 from config.contract import Jobs
 from config.logs import redact
-from config.rq import QUEUES, SERIALIZER, presets
+from config.rq import QUEUE, QUEUES, SERIALIZER, presets
 from config.settings import Settings
 from workers import sinks
 from workers.delivery import job_options
+from workers.redis_values import text
 from workers.sinks import _ledger as ledger
 
+DEAD_ENTRY = "inbox-"  # id prefix of a dead-lettered inbox entry in listings
 PRESET_BY_JOB = {  # the preset each job was enqueued with; the rest use "periodic"
     Jobs.DRAIN_INBOX: "ingest",
     Jobs.FETCH_BATCH: "fetch",
@@ -77,9 +86,34 @@ def describe(queue: str, job: Job) -> dict[str, Any]:
     }
 
 
+def describe_entry(entry_id: str, data: dict[bytes, bytes]) -> dict[str, Any]:
+    """One dead-lettered inbox entry as a JSON-safe dict, in the shape of ``describe``."""
+    millis = int(entry_id.split("-", 1)[0])
+    return {
+        "id": DEAD_ENTRY + entry_id,
+        "queue": contract.INBOX_DEAD,
+        "function": "inbox entry",
+        "sink": None,
+        "records": None,
+        "changes": int(text(data.get(b"n", b"0")) or 0),
+        "attempts": 1,
+        "failed_at": datetime.fromtimestamp(millis / 1000, UTC).isoformat(),
+        "exception": "RefusedDelivery",
+        "message": redact(text(data.get(b"r", b"")))[:200],
+    }
+
+
+def _dead_entries(redis: Redis) -> list[tuple[str, dict[bytes, bytes]]]:
+    entries: Any = redis.xrange(contract.INBOX_DEAD)
+    return [(text(eid), data) for eid, data in entries]
+
+
 def list_failed(redis: Redis, sink: str | None = None) -> list[dict[str, Any]]:
-    """Dead letters on every igrelay queue (only deliveries to ``sink`` when given), oldest first."""
+    """Dead letters on every igrelay queue and in the inbox's dead-letter stream (only deliveries to
+    ``sink`` when given), oldest first."""
     out = [describe(queue, job) for queue, _r, job in _failed_jobs(redis) if sink is None or _sink_of(job) == sink]
+    if sink is None:
+        out += [describe_entry(eid, data) for eid, data in _dead_entries(redis)]
     return sorted(out, key=lambda item: item["failed_at"] or "")
 
 
@@ -88,15 +122,15 @@ def replay(
 ) -> int:
     """Requeue dead letters (all, one sink's, or the given ids) with fresh retries; returns how many."""
     wanted = set(job_ids) if job_ids is not None else None
+    count = 0 if sink is not None else replay_entries(redis, wanted)
     table = sinks.configured(settings) if settings is not None else {}
-    count = 0
     for _queue, registry, job in list(_failed_jobs(redis)):
         name = _sink_of(job)
         if (sink is not None and name != sink) or (wanted is not None and job.id not in wanted):
             continue
         if name is not None:
             ledger.enable(redis, name)
-        preset = PRESET_BY_JOB.get(job.func_name, "periodic")
+        preset = PRESET_BY_JOB.get(job.func_name or "", "periodic")
         retry = job_options(table[name][1])["retry"] if name in table else presets()[preset]["retry"]
         job.retries_left, job.retry_intervals = retry.max, retry.intervals
         job.meta["attempts"] = 0
@@ -104,3 +138,18 @@ def replay(
         registry.requeue(job)
         count += 1
     return count
+
+
+def replay_entries(redis: Redis, wanted: set[str] | None) -> int:
+    """Move dead-lettered inbox entries (all, or the ``wanted`` ids) back into the inbox and kick a drain.
+    Their changes already acted on are duplicates by then (per-change dedupe, keyed sinks)."""
+    moved = [(eid, data) for eid, data in _dead_entries(redis) if wanted is None or DEAD_ENTRY + eid in wanted]
+    if not moved:
+        return 0
+    pipe = redis.pipeline(transaction=True)
+    for eid, data in moved:
+        pipe.xadd(contract.INBOX, {b"b": data.get(b"b", b""), b"t": data.get(b"t", b"")})
+        pipe.xdel(contract.INBOX_DEAD, eid)
+    pipe.execute()
+    Queue(QUEUE, connection=redis, serializer=SERIALIZER).enqueue(Jobs.DRAIN_INBOX, **presets()["ingest"])
+    return len(moved)

@@ -39,24 +39,33 @@ _PAUSED_AROUND = contract.paused_until("\0").split("\0")
 log = logging.getLogger("igrelay.fetch")
 
 # KEYS: due zset, trigger hash. ARGV: now, limit, running TTL, running-key prefix, pause-key prefix and suffix.
+# Returns {claimed member/trigger pairs, number of malformed members removed}. A member that is not
+# ACCOUNT:MEDIA in digits (written by a bug or by hand) is removed, never claimed: an error half way
+# would lose the members this run had already taken off the schedule.
 _CLAIM_LUA = """
-local out = {}
+local out, removed = {}, 0
 for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])) do
-  local acc = string.match(m, '^([^:]+):')
-  local paused = tonumber(redis.call('GET', ARGV[5] .. acc .. ARGV[6]) or '0')
-  if paused > tonumber(ARGV[1]) then
-    redis.call('ZADD', KEYS[1], paused, m)
-  elseif redis.call('EXISTS', ARGV[4] .. m) == 1 then
-    redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + 5, m)
-  else
+  local acc = string.match(m, '^(%d+):%d+$')
+  if not acc then
     redis.call('ZREM', KEYS[1], m)
-    table.insert(out, m)
-    table.insert(out, redis.call('HGET', KEYS[2], m) or 'schedule')
     redis.call('HDEL', KEYS[2], m)
-    redis.call('SET', ARGV[4] .. m, '1', 'EX', ARGV[3])
+    removed = removed + 1
+  else
+    local paused = tonumber(redis.call('GET', ARGV[5] .. acc .. ARGV[6]) or '0') or 0
+    if paused > tonumber(ARGV[1]) then
+      redis.call('ZADD', KEYS[1], paused, m)
+    elseif redis.call('EXISTS', ARGV[4] .. m) == 1 then
+      redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + 5, m)
+    else
+      redis.call('ZREM', KEYS[1], m)
+      table.insert(out, m)
+      table.insert(out, redis.call('HGET', KEYS[2], m) or 'schedule')
+      redis.call('HDEL', KEYS[2], m)
+      redis.call('SET', ARGV[4] .. m, '1', 'EX', ARGV[3])
+    end
   end
 end
-return out
+return {out, removed}
 """
 
 
@@ -64,7 +73,13 @@ def claim(redis: Redis, now: float, limit: int = 1000) -> list[list[str]]:
     """Remove and return up to ``limit`` due ``[account, media, trigger]`` items."""
     ttl = presets()["fetch"]["job_timeout"] + 60
     keys = (contract.FETCH_DUE, contract.FETCH_TRIGGER)
-    flat = redis.eval(_CLAIM_LUA, 2, *keys, f"{now:.3f}", limit, ttl, contract.FETCH_RUNNING_PREFIX, *_PAUSED_AROUND)
+    answer: Any = redis.eval(
+        _CLAIM_LUA, 2, *keys, f"{now:.3f}", limit, ttl, contract.FETCH_RUNNING_PREFIX, *_PAUSED_AROUND
+    )
+    flat, removed = answer
+    if removed:
+        stats.incr(redis, "igrelay_fetch_skipped_total", int(removed), reason="malformed")
+        log.error("malformed members removed from the fetch schedule", extra={"count": int(removed)})
     return [[*text(m).split(":", 1), text(t)] for m, t in zip(flat[::2], flat[1::2], strict=True)]
 
 

@@ -14,7 +14,7 @@ import hashlib
 import logging
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from redis import Redis
@@ -23,7 +23,7 @@ from redis.exceptions import ResponseError
 from config import contract, stats
 from config.settings import Settings
 from workers import delivery, records, schedule
-from workers.changes import COMMENT_FIELDS, Change, MalformedDelivery, iter_changes
+from workers.changes import COMMENT_FIELDS, NUMERIC_ID, Change, MalformedDelivery, iter_changes, problem
 from workers.redis_values import text
 from workers.sinks import Record
 
@@ -43,6 +43,7 @@ class DrainResult:
     changes: Counter[str] = field(default_factory=Counter)
     records: int = 0
     fetches: int = 0
+    dead_letters: int = 0
 
 
 def ensure_group(redis: Redis) -> None:
@@ -85,8 +86,7 @@ def retire_consumers(redis: Redis, consumer: str) -> None:
 
 def _read_own(redis: Redis, consumer: str) -> list[tuple[bytes, dict[bytes, bytes]]]:
     """Entries this consumer read and did not acknowledge (id ``0``: its own pending list)."""
-    answer = redis.xreadgroup(contract.INBOX_GROUP, consumer, {contract.INBOX: "0"}, count=BATCH)
-    entries = list(answer[0][1]) if answer else []
+    entries = _read(redis, consumer, "0")
     gone = [eid for eid, data in entries if not data]  # deleted since: nothing left to process
     if gone:
         redis.xack(contract.INBOX, contract.INBOX_GROUP, *gone)
@@ -101,17 +101,34 @@ def _claim_stale(redis: Redis, consumer: str) -> list[tuple[bytes, dict[bytes, b
 
 
 def _read_new(redis: Redis, consumer: str) -> list[tuple[bytes, dict[bytes, bytes]]]:
-    answer = redis.xreadgroup(contract.INBOX_GROUP, consumer, {contract.INBOX: ">"}, count=BATCH)
-    return list(answer[0][1]) if answer else []
+    return _read(redis, consumer, ">")
+
+
+def _read(redis: Redis, consumer: str, start: str) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    """XREADGROUP of one batch from ``start`` (``0``: this consumer's pending entries; ``>``: new ones)."""
+    answer: Any = redis.xreadgroup(contract.INBOX_GROUP, consumer, {contract.INBOX: start}, count=BATCH)
+    return list(answer[0][1]) if answer else []  # RESP2: [[stream, entries]]
+
+
+@dataclass
+class Parsed:
+    """One inbox entry read: the changes to act on (with their records), counts, and why any was refused."""
+
+    eid: str
+    data: dict[bytes, bytes]
+    items: list[tuple[Change, Record]] = field(default_factory=list)
+    counts: Counter[tuple[str, str]] = field(default_factory=Counter)
+    refused: list[str] = field(default_factory=list)
+    accounts: set[str] = field(default_factory=set)  # real accounts it names, known fields or not
 
 
 def process_batch(redis: Redis, settings: Settings, entries: list[Any], result: DrainResult) -> None:
-    """Dedupe, emit and acknowledge one batch of stream entries."""
-    parsed = [(text(eid), _changes(data)) for eid, data in entries]
-    fresh = _dedupe(redis, parsed)
+    """Dedupe, emit and acknowledge one batch of stream entries; dead-letter the entries refused."""
     captured_at = records.now_iso()
-    out = [_record(change, captured_at) for change in fresh]
-    triggers = [c for c in fresh if c.field in COMMENT_FIELDS and c.media_id]
+    parsed = [parse_entry(text(eid), data, captured_at) for eid, data in entries]
+    fresh = _dedupe(redis, parsed)
+    out = [record for _change, record in fresh]
+    triggers = [c for c, _r in fresh if c.field in COMMENT_FIELDS and c.media_id and not c.test]
     wanted = sorted({(c.account_id, c.media_id or "", c.field) for c in triggers})
     due_at = time.time() + settings.debounce_seconds
     pipe = redis.pipeline(transaction=True)
@@ -122,8 +139,11 @@ def process_batch(redis: Redis, settings: Settings, entries: list[Any], result: 
     counts = _counts(parsed, fresh)
     for (label, outcome), n in counts.items():
         stats.incr(pipe, "igrelay_changes_total", n, field=label, outcome=outcome)
-    for account_id in {c.account_id for _eid, cs in parsed for c in cs if c.account_id and c.object == "instagram"}:
+    for account_id in set().union(*(p.accounts for p in parsed)):
         pipe.set(contract.last_delivery(account_id), int(time.time()), ex=30 * 86400)  # for the watchdog
+    dead = [p for p in parsed if p.refused]
+    for p in dead:
+        dead_letter(pipe, p)
     ids = [eid for eid, _ in entries]
     pipe.xack(contract.INBOX, contract.INBOX_GROUP, *ids)
     pipe.xdel(contract.INBOX, *ids)
@@ -135,6 +155,7 @@ def process_batch(redis: Redis, settings: Settings, entries: list[Any], result: 
     result.changes.update({f"{label}:{outcome}": n for (label, outcome), n in counts.items()})
     result.records += len(out)
     result.fetches += len(triggers) - folded
+    result.dead_letters += len(dead)
     log.info(
         "ingested batch",
         extra={
@@ -143,43 +164,76 @@ def process_batch(redis: Redis, settings: Settings, entries: list[Any], result: 
             "records": len(out),
             "fetch_requests": len(wanted),
             "coalesced": folded,
+            "dead_letters": len(dead),
         },
     )
 
 
-def _counts(parsed: list[tuple[str, list[Change]]], fresh: list[Change]) -> Counter[tuple[str, str]]:
-    fresh_ids = {id(c) for c in fresh}
+def parse_entry(eid: str, data: dict[bytes, bytes], captured_at: str) -> Parsed:
+    """The entry's changes checked at the worker's edge, each with its record; nothing here raises."""
+    parsed = Parsed(eid, data)
+    try:
+        changes = list(iter_changes(data.get(b"b", b"")))
+    except MalformedDelivery as exc:
+        parsed.refused.append(f"not a Meta envelope: {exc}")
+        return parsed
+    except Exception as exc:  # e.g. RecursionError: one hostile body must not stop the inbox
+        parsed.refused.append(f"unreadable body: {type(exc).__name__}")
+        return parsed
+    for change in changes:
+        if change.object == "instagram" and NUMERIC_ID.fullmatch(change.account_id) and not change.test:
+            parsed.accounts.add(change.account_id)
+        if not change.known:
+            parsed.counts["unknown", "ignored"] += 1
+            continue
+        if change.test:  # Meta sends the same Test payload on every click: each click is its own event
+            change = replace(change, key=f"{change.key}|{eid}")
+        reason = problem(change)
+        if reason is None:
+            try:
+                parsed.items.append((change, _record(change, captured_at)))
+            except Exception as exc:
+                reason = f"unexpected {type(exc).__name__}"
+        if reason is not None:
+            parsed.counts[change.field, "invalid"] += 1
+            parsed.refused.append(f"{change.field}: {reason}")
+    return parsed
+
+
+def dead_letter(pipe: Any, parsed: Parsed) -> None:
+    """Keep the entry's body in the dead-letter stream (``igrelay failed``), with why, for a replay."""
+    reasons = "; ".join(dict.fromkeys(parsed.refused))[:500]
+    fields = {"b": parsed.data.get(b"b", b""), "t": parsed.data.get(b"t", b""), "e": parsed.eid, "r": reasons}
+    fields["n"] = str(len(parsed.refused))
+    pipe.xadd(contract.INBOX_DEAD, fields, maxlen=contract.INBOX_DEAD_MAXLEN, approximate=True)
+    pipe.expire(contract.INBOX_DEAD, contract.INBOX_DEAD_TTL)
+    stats.incr(pipe, "igrelay_inbox_dead_letters_total")
+    log.warning("inbox entry dead-lettered", extra={"entry": parsed.eid, "reason": reasons})
+
+
+def _counts(parsed: list[Parsed], fresh: list[tuple[Change, Record]]) -> Counter[tuple[str, str]]:
+    fresh_ids = {id(c) for c, _r in fresh}
     counts: Counter[tuple[str, str]] = Counter()
-    for _eid, changes in parsed:
-        for change in changes:
-            if not change.known:
-                counts["unknown", "ignored"] += 1
-            else:
-                counts[change.field, "new" if id(change) in fresh_ids else "duplicate"] += 1
+    for p in parsed:
+        counts.update(p.counts)
+        for change, _record in p.items:
+            counts[change.field, "new" if id(change) in fresh_ids else "duplicate"] += 1
     return counts
 
 
-def _changes(data: dict[bytes, bytes]) -> list[Change]:
-    try:
-        return list(iter_changes(data.get(b"b", b"")))
-    except MalformedDelivery:
-        log.error("stored delivery is not a Meta envelope; dropped")
-        return []
-
-
-def _dedupe(redis: Redis, parsed: list[tuple[str, list[Change]]]) -> list[Change]:
-    """Known changes not seen before (or claimed by this same entry before a crash)."""
-    candidates = [(eid, c) for eid, changes in parsed for c in changes if c.known]
+def _dedupe(redis: Redis, parsed: list[Parsed]) -> list[tuple[Change, Record]]:
+    """Changes not seen before (or claimed by this same entry before a crash), with their records."""
+    candidates = [(p.eid, item) for p in parsed for item in p.items]
     pipe = redis.pipeline(transaction=False)
-    for eid, change in candidates:
+    for eid, (change, _record) in candidates:
         pipe.set(_seen_key(change.key), eid, nx=True, get=True, ex=SEEN_TTL)
     claims = pipe.execute() if candidates else []
     fresh, taken = [], set()
-    for (eid, change), previous in zip(candidates, claims, strict=True):
+    for (eid, item), previous in zip(candidates, claims, strict=True):
         mine = previous is None or text(previous) == eid
-        if mine and change.key not in taken:
-            taken.add(change.key)
-            fresh.append(change)
+        if mine and item[0].key not in taken:
+            taken.add(item[0].key)
+            fresh.append(item)
     return fresh
 
 
@@ -188,6 +242,6 @@ def _seen_key(key: str) -> str:
 
 
 def _record(change: Change, captured_at: str) -> Record:
-    if change.field == "story_insights":
+    if change.field == "story_insights" and not change.test:
         return records.story_insights_from_webhook(change, captured_at)
     return records.webhook_event(change, captured_at)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -43,7 +44,7 @@ def record_id(kind: str, *parts: Any) -> str:
 
 
 def webhook_event(change: Change, captured_at: str | None = None) -> Record:
-    """A ``webhook_event`` record for any known change."""
+    """A ``webhook_event`` record for any known change (any change of a "Test" delivery too)."""
     event = normalize_event(change)
     record: Record = {
         "kind": "webhook_event",
@@ -59,34 +60,70 @@ def webhook_event(change: Change, captured_at: str | None = None) -> Record:
 
 
 def normalize_event(change: Change) -> dict[str, Any]:
-    """The change reduced to field, ids, text and author, across comment and messaging shapes."""
-    v = change.value
+    """The change in the documented ``event`` shape (README, "Records"), across comment and messaging shapes."""
     event: dict[str, Any] = {"field": change.field}
     if change.time is not None:
         event["time"] = datetime.fromtimestamp(change.time, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    if change.test:
+        event["test"] = True
     if change.field in ("comments", "live_comments", "mentions"):
-        _put(event, "comment_id", v.get("id") or v.get("comment_id"))
-        _put(event, "parent_id", v.get("parent_id"))
+        _comment_event(event, change)
+    elif change.field == "story_insights":
         _put(event, "media_id", change.media_id)
-        media = v.get("media") if isinstance(v.get("media"), dict) else {}
-        _put(event, "media_product_type", media.get("media_product_type"))
-        _put(event, "text", v.get("text"))
-        _put(event, "from", _author(v.get("from")))
-        if change.field == "mentions":
-            event["mention"] = True
-        return event
-    message = v.get("message") if isinstance(v.get("message"), dict) else {}
-    _put(event, "message_id", message.get("mid") or _nested(v, "reaction", "mid") or _nested(v, "read", "mid"))
-    _put(event, "text", message.get("text"))
+        event["metrics"] = _plain({k: x for k, x in change.value.items() if k != "media_id"})
+    else:
+        _messaging_event(event, change.value)
+    return event
+
+
+def _comment_event(event: dict[str, Any], change: Change) -> None:
+    v = change.value
+    media = _dict(v.get("media"))
+    _put(event, "comment_id", v.get("id") or v.get("comment_id"))
+    _put(event, "parent_id", v.get("parent_id"))
+    _put(event, "media_id", change.media_id)
+    _put(event, "media_product_type", media.get("media_product_type"))
+    for ad_field in ("ad_id", "ad_title", "original_media_id"):  # comments on an ad
+        _put(event, ad_field, media.get(ad_field))
+    _put(event, "text", v.get("text"))
+    _put(event, "from", _author(v.get("from")))
+    if change.field == "mentions":
+        event["mention"] = True
+
+
+# Objects of a messaging item kept as Meta sends them (scalars, one nested level).
+# https://developers.facebook.com/docs/instagram-platform/webhooks/examples
+MESSAGING_OBJECTS = (
+    "reaction",
+    "postback",
+    "referral",
+    "optin",
+    "pass_thread_control",
+    "take_thread_control",
+    "request_thread_control",
+    "policy_enforcement",
+    "response_feedback",
+)
+
+
+def _messaging_event(event: dict[str, Any], v: Mapping[str, Any]) -> None:
+    message = _dict(v.get("message"))
+    edit = _dict(v.get("message_edit"))
+    mid = message.get("mid") or edit.get("mid") or _nested(v, "reaction", "mid") or _nested(v, "read", "mid")
+    _put(event, "message_id", mid)
+    _put(event, "text", message.get("text") or edit.get("text"))
+    _put(event, "num_edit", edit.get("num_edit"))
     _put(event, "from", _author(v.get("sender")))
     _put(event, "to", _author(v.get("recipient")))
-    for flag in ("is_echo", "is_deleted"):
-        if message.get(flag):
+    for flag in ("is_echo", "is_deleted", "is_self", "is_unsupported"):
+        if message.get(flag) is True or v.get(flag) is True:
             event[flag] = True
-    for extra in ("reaction", "postback", "referral"):
-        if isinstance(v.get(extra), dict):
-            event[extra] = {k: x for k, x in v[extra].items() if isinstance(x, (str, int, float, bool))}
-    return event
+    attachments = [_attachment(a) for a in message.get("attachments") or [] if isinstance(a, dict)]
+    _put(event, "attachments", attachments)
+    for inner in ("quick_reply", "reply_to", "referral"):
+        _put(event, inner, _plain(_dict(message.get(inner))))
+    for name in MESSAGING_OBJECTS:
+        _put(event, name, _plain(_dict(v.get(name))))
 
 
 def story_insights_from_webhook(change: Change, captured_at: str | None = None) -> Record:
@@ -212,19 +249,39 @@ def _iso(raw: Any) -> str | None:
 
 
 def _put(target: dict[str, Any], key: str, value: Any) -> None:
-    if value not in (None, "", {}):
+    if value not in (None, "", {}, []):
         target[key] = str(value) if key.endswith("_id") else value
 
 
+def _dict(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _nested(value: Mapping[str, Any], outer: str, inner: str) -> Any:
-    obj = value.get(outer)
-    return obj.get(inner) if isinstance(obj, dict) else None
+    return _dict(value.get(outer)).get(inner)
+
+
+def _plain(obj: Mapping[str, Any], depth: int = 2) -> dict[str, Any]:
+    """``obj``'s scalars (ids as strings, no NaN or infinity) and, ``depth`` levels down, its objects."""
+    out: dict[str, Any] = {}
+    for key, value in obj.items():
+        if isinstance(value, dict) and depth > 1:
+            _put(out, key, _plain(value, depth - 1))
+        elif isinstance(value, str | bool | int) or (isinstance(value, float) and math.isfinite(value)):
+            _put(out, key, str(value) if key == "id" else value)
+    return out
+
+
+def _attachment(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"type": ..., **payload}``: an attachment's type and its payload's fields (url, title, ids, ...)."""
+    out = _plain(_dict(raw.get("payload")))
+    if isinstance(raw.get("type"), str):
+        out = {"type": raw["type"], **out}
+    return out
 
 
 def _author(raw: Any) -> dict[str, str] | None:
     if not isinstance(raw, dict):
         return None
-    out = {k: str(raw[k]) for k in ("id", "username") if raw.get(k)}
-    if raw.get("self_ig_scoped_id"):
-        out["self"] = "true"
+    out = {k: str(raw[k]) for k in ("id", "username", "self_ig_scoped_id", "user_ref") if raw.get(k)}
     return out or None

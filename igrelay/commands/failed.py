@@ -1,4 +1,4 @@
-"""``igrelay failed list | replay``: the dead letters (failed fetches and sink deliveries)."""
+"""``igrelay failed list | replay``: the dead letters (failed jobs and refused inbox entries)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add the ``failed`` parser and its ``list`` and ``replay`` actions to ``sub``."""
     parser = sub.add_parser(
         "failed",
-        help="show and re-run failed fetches and sink deliveries",
+        help="show and re-run failed fetches, sink deliveries and refused webhook deliveries",
         description="Jobs whose retries ran out (or whose sink failed for good) wait in RQ's failed-job "
-        "registries. 'list' shows them; 'replay' requeues them with fresh retries (and re-enables a sink "
-        "that answered 410 Gone). Records already delivered to a sink are never sent to it twice.",
+        "registries; webhook deliveries the worker refused (an account or media id that is not numeric, a "
+        "time out of range, an unreadable body) wait in a dead-letter stream, listed as inbox-ID. 'list' "
+        "shows them; 'replay' requeues jobs with fresh retries (and re-enables a sink that answered 410 "
+        "Gone) and puts deliveries back into the inbox. Records already delivered to a sink are never sent "
+        "to it twice.",
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     listing = actions.add_parser("list", help="show the dead letters", description="Dead letters, oldest first.")
