@@ -220,8 +220,8 @@ class Procs:
 
 def answers(url: str) -> bool:
     try:
-        return requests.get(url, timeout=1).status_code == 200
-    except requests.ConnectionError:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.RequestException:  # refused while starting, or slow to answer on a loaded machine
         return False
 
 
