@@ -12,8 +12,10 @@ from rq.exceptions import ShutDownImminentException
 from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.queue import Queue
+from rq.utils import now
 from rq.worker import HerokuWorker
 
+from config.contract import JOB_PATHS
 from config.logs import setup_logging
 from config.rq import QUEUES, SERIALIZER, WORKER
 from config.settings import Settings
@@ -48,6 +50,23 @@ class Worker(HerokuWorker):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._main_pid = os.getpid()
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        """Run igrelay's own jobs only. RQ imports and calls whatever dotted path a job names (and its
+        callbacks, and posts to its webhooks): anyone able to write to Redis could run any function as
+        this process. A job that is not one of igrelay's entry points fails here, in the parent, before
+        anything of it is imported."""
+        reason = refusal(job)
+        if reason is None:
+            super().execute_job(job, queue)
+            return
+        log.error("job %s refused: %s", job.id, reason, extra={"job": job.id})
+        job.webhooks, job.retries_left = [], 0
+        job._success_callback_name = job._failure_callback_name = job._stopped_callback_name = None
+        execution = self.prepare_execution(job)
+        job.ended_at = now()
+        self.handle_job_failure(job, queue, exc_string=f"RefusedJob: {reason}\n", execution=execution)
+        self.connection.lrem(queue.intermediate_queue_key, 0, job.id)
 
     def prepare_execution(self, job: Job) -> Execution:
         job.set_status(JobStatus.STARTED)
@@ -121,6 +140,19 @@ class Worker(HerokuWorker):
             job.func_name,
             extra={"job": job.id, "interruptions": interruptions},
         )
+
+
+def refusal(job: Job) -> str | None:
+    """Why ``job`` must not run (it names something other than an igrelay entry point), or None."""
+    try:
+        name, instance = job.func_name, job._instance
+    except Exception:  # noqa: BLE001 - RQ wraps a body it cannot read in its own DeserializationError
+        return "its data cannot be read"
+    if name not in JOB_PATHS or instance is not None:
+        return f"{str(name)[:100]!r} is not an igrelay job"
+    if job._success_callback_name or job._failure_callback_name or job._stopped_callback_name or job.webhooks:
+        return "igrelay jobs have no callbacks or webhooks"
+    return None
 
 
 def preload(settings: Settings) -> None:
