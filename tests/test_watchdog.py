@@ -15,7 +15,7 @@ from workers.graph_client import GraphClient, new_session
 
 def alerts(redis, account: str, problem: str) -> int:  # type: ignore[no-untyped-def]
     return int(
-        redis.hget(contract.STATS, stats.field("igrelay_watchdog_alerts_total", account=account, problem=problem)) or 0
+        redis.hget(contract.STATS, stats.field("igrelay_watchdog_alerts_total", problem=problem)) or 0
     )
 
 

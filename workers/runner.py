@@ -15,6 +15,7 @@ from rq.queue import Queue
 from rq.utils import now
 from rq.worker import HerokuWorker
 
+from config import crypto
 from config.contract import JOB_PATHS
 from config.logs import setup_logging
 from config.rq import QUEUES, SERIALIZER, WORKER
@@ -176,6 +177,8 @@ def build_worker(settings: Settings, name: str | None = None) -> Worker:
 def run_worker(settings: Settings, burst: bool = False, name: str | None = None) -> bool:
     """Work until stopped (or until the queues are empty with ``burst``)."""
     setup_logging(settings)
+    if not settings.secret_keys:
+        crypto.say_missing(log)
     worker = build_worker(settings, name)
     # RQ logs four lines per job at INFO; igrelay logs one line per delivery, fetch and sink delivery itself.
     rq_level = "DEBUG" if settings.log_level == "DEBUG" else "WARNING"
