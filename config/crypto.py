@@ -10,8 +10,8 @@ reading it checks the account, so one account's valid ciphertext put under anoth
 from __future__ import annotations
 
 import base64
-import logging
 import json
+import logging
 from collections.abc import Sequence
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet

@@ -50,7 +50,12 @@ def sandbox_env(sandbox, tmp_path: Path, **extra: str) -> dict[str, str]:  # typ
     """Env pointing at ``sandbox`` with each demo account's token and a SQLite sink in ``tmp_path``."""
     tokens = ",".join(f"{a}={sandbox.token_for(a)}" for a in sandbox.accounts)
     sinks = f"sqlite:///{tmp_path}/records.sqlite3"
-    env = {"GRAPH_API_URL": sandbox.url, "IG_ACCESS_TOKENS": tokens, "IGRELAY_SINKS": sinks, "IGRELAY_SECRET_KEY": SECRET_KEY}
+    env = {
+        "GRAPH_API_URL": sandbox.url,
+        "IG_ACCESS_TOKENS": tokens,
+        "IGRELAY_SINKS": sinks,
+        "IGRELAY_SECRET_KEY": SECRET_KEY,
+    }
     return {**env, **extra}
 
 

@@ -108,7 +108,12 @@ def tls_redis(tmp_path: Path) -> Iterator[tuple[str, str, str]]:
     server, _ = _cert("127.0.0.1", ca_key, ca_name, key, False)
     port = free_port()
     argv = ["redis-server", "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1", "--save", ""]
-    argv += ["--tls-cert-file", _pem(tmp_path / "server.pem", server), "--tls-key-file", _pem(tmp_path / "k.pem", None, key)]
+    argv += [
+        "--tls-cert-file",
+        _pem(tmp_path / "server.pem", server),
+        "--tls-key-file",
+        _pem(tmp_path / "k.pem", None, key),
+    ]
     argv += ["--tls-ca-cert-file", _pem(tmp_path / "ca.pem", ca), "--tls-auth-clients", "no", "--dir", str(tmp_path)]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -149,7 +154,10 @@ SECRETS_IN_TEXT = [
     ("redis://:hunter2hunter2@redis.example:6379/0", "hunter2hunter2"),
     ("rediss://default:a:b/c@h:6380", "a:b/c"),
     ("connecting to redis://h:6379/0?password=s3cr3t-value&db=1", "s3cr3t-value"),
-    ("GET https://graph.instagram.com/refresh_access_token?grant_type=ig_refresh_token&access_token=IGQVJtok", "IGQVJtok"),
+    (
+        "GET https://graph.instagram.com/refresh_access_token?grant_type=ig_refresh_token&access_token=IGQVJtok",
+        "IGQVJtok",
+    ),
     ("https://sink.example/hook?api_key=k3y-value-1", "k3y-value-1"),
     ("https://sink.example/x;sig=abcdef123", "abcdef123"),
 ]

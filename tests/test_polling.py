@@ -145,7 +145,9 @@ def test_without_secret_key_no_refresh_is_asked_for(tmp_path, graph_sandbox, red
     for _ in range(2):
         assert not polling.refresh_token(redis, settings, account)
     assert graph_sandbox.calls["refresh_token"] == 0 and not redis.exists(contract.token(account))
-    assert [r.getMessage() for r in caplog.records].count(crypto.MISSING + "; set it (the same value) on web and worker") == 1
+    assert [r.getMessage() for r in caplog.records].count(
+        crypto.MISSING + "; set it (the same value) on web and worker"
+    ) == 1
 
 
 def test_token_refresh_due_only_for_instagram_login(graph_settings, redis) -> None:  # type: ignore[no-untyped-def]

@@ -131,7 +131,9 @@ def redis_rows(settings: Settings) -> tuple[list[Row], Redis | None]:
         return [Row("problem", "redis", text, "start Redis or fix REDIS_URL")], None
     rows = [Row("ok", "redis", f"{where} answers")]
     if settings.redis_url.startswith("rediss://") and not settings.redis_tls_verify:
-        text = "TLS certificate not checked (REDIS_TLS_VERIFY=false): anyone on the network path can read and write Redis"
+        text = (
+            "TLS certificate not checked (REDIS_TLS_VERIFY=false): anyone on the network path can read and write Redis"
+        )
         rows.append(Row("warn", "redis", text, "set REDIS_TLS_CA to your provider's CA bundle when it gives one"))
     try:
         policy = str(client.config_get("maxmemory-policy").get("maxmemory-policy", "?"))
