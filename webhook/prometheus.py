@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hmac
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -59,18 +60,18 @@ class RedisStatsCollector:
         yield from self._counters(raw)
         yield depths
 
-    def _counters(self, raw: dict[bytes, bytes]) -> Iterator[Metric]:
+    def _counters(self, raw: Mapping[Any, Any]) -> Iterator[Metric]:
         grouped: dict[str, dict[tuple[tuple[str, str], ...], int]] = defaultdict(lambda: defaultdict(int))
-        for key, value in raw.items():
-            name, labels = stats.parse_field(key.decode())
+        for key, count in raw.items():
+            name, labels = stats.parse_field(key.decode() if isinstance(key, bytes) else str(key))
             # Account ids are not for anyone who can scrape: counters kept per account before are summed.
             labels.pop("account", None)
-            grouped[name][tuple(sorted(labels.items()))] += int(value)
+            grouped[name][tuple(sorted(labels.items()))] += int(count)
         for name, samples in sorted(grouped.items()):
-            label_names = sorted({k for labels in samples for k, _ in labels})
+            label_names = sorted({k for pairs in samples for k, _ in pairs})
             family = CounterMetricFamily(name.removesuffix("_total"), HELP.get(name, name), labels=label_names)
-            for labels, value in samples.items():
-                family.add_metric([dict(labels).get(k, "") for k in label_names], value)
+            for pairs, total in samples.items():
+                family.add_metric([dict(pairs).get(k, "") for k in label_names], total)
             yield family
 
     def _depths(self) -> GaugeMetricFamily:

@@ -82,7 +82,7 @@ class Worker(HerokuWorker):
         if os.getpid() != self._main_pid:
             return
         self._shutting_down = True
-        super().request_stop(signum, frame)
+        super().request_stop(signum, frame)  # type: ignore[no-untyped-call]
 
     def request_force_stop(self, signum: int, frame: FrameType | None) -> None:
         if os.getpid() != self._main_pid:
@@ -113,7 +113,7 @@ class Worker(HerokuWorker):
         """In the parent: a horse that died while the worker was shutting down was cut short too."""
         if self._shutting_down:
             self._interrupted = job.id
-        super().handle_work_horse_killed(job, retpid, ret_val, rusage)
+        super().handle_work_horse_killed(job, retpid, ret_val, rusage)  # type: ignore[no-untyped-call]
 
     def handle_job_failure(
         self,
