@@ -18,10 +18,13 @@ from config.settings import Settings
 
 _PATTERNS = [
     re.compile(r"(?i)((?:access_token|input_token|client_secret|appsecret_proof|fb_exchange_token|code)=)[^&\s\"']+"),
+    # any query or form parameter whose name says secret (``?password=``, ``&api_key=``, ``;sig=``)
+    re.compile(r"(?i)([?&;][\w.\-]*(?:pass|pwd|secret|token|key|sig|auth|proof|credential)[\w.\-]*=)[^&#\s\"']+"),
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._\-|~+/=]+"),
     re.compile(r"(hooks\.slack\.com/services/)[^\s\"']+"),
     re.compile(r"(whsec_)[A-Za-z0-9+/=]+"),
-    re.compile(r"(://[^:/\s@]+:)[^@\s/]+(@)"),
+    # the password of any URL, even an empty user's or one holding raw ``@``, ``%`` or ``:``: up to the last ``@``
+    re.compile(r"(://[^:/\s@\"']*:)[^\s?#\"']*(@)"),
 ]
 _secrets: list[str] = []
 
@@ -38,11 +41,12 @@ def settings_secrets(settings: Settings) -> list[str]:
     """Every secret value a ``Settings`` holds, but sink URLs: each sink names its own secrets
     (``workers.sinks.secrets``), taught here whenever the sinks are configured or loaded."""
     values = [*settings.app_secrets, settings.verify_token, settings.access_token, settings.sink_secret]
+    values += [*settings.secret_keys, settings.metrics_token]
     values += list(settings.access_tokens.values())
     return [v for v in values if v]
 
 
-_HINTS = ("=", "earer", "EARER", "hooks.slack", "whsec_", "@")
+_HINTS = ("=", "earer", "EARER", "hooks.slack", "whsec_", "@")  # every pattern needs one of these
 
 
 def redact(text: str) -> str:
@@ -58,7 +62,7 @@ def redact(text: str) -> str:
 
 
 class RedactingFilter(logging.Filter):
-    """Scrubs the formatted message and any exception text of a record."""
+    """Scrubs the formatted message, any exception text and every ``extra`` field of a record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg = redact(record.getMessage())
@@ -66,13 +70,26 @@ class RedactingFilter(logging.Filter):
         if record.exc_info:
             record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
             record.exc_info = None
+        for key, value in list(vars(record).items()):
+            if key not in _STANDARD and value is not None and not isinstance(value, (bool, int, float)):
+                setattr(record, key, _scrubbed(value))
         return True
+
+
+def _scrubbed(value: object) -> object:
+    """``value`` as it was when it holds nothing secret, else its text with the secrets replaced."""
+    text = value if isinstance(value, str) else json.dumps(value, default=str, separators=(",", ":"))
+    clean = redact(text)
+    return value if clean == text else clean
+
+
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: ts, level, logger, msg, and any ``extra`` fields."""
 
-    _skip = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+    _skip = _STANDARD
 
     def format(self, record: logging.LogRecord) -> str:
         out = {
@@ -84,7 +101,7 @@ class JsonFormatter(logging.Formatter):
         out.update({k: v for k, v in vars(record).items() if k not in self._skip})
         if record.exc_text:
             out["exc"] = record.exc_text
-        # Message and traceback were scrubbed by RedactingFilter; extra fields are ids and counts.
+        # Message, traceback and extra fields were scrubbed by RedactingFilter.
         return json.dumps(out, default=str)
 
 
@@ -127,3 +144,5 @@ def setup_logging(settings: Settings) -> None:
     for name in ("rq.worker", "rq.scheduler", "rq.queue"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
+    # urllib3 logs each request's URL with its query at DEBUG; Meta's token endpoints carry tokens there.
+    logging.getLogger("urllib3").setLevel(max(logging.INFO, logging.getLevelName(settings.log_level)))

@@ -23,6 +23,7 @@ DEFAULT_GRAPH_API_URL = "https://graph.instagram.com"
 DEFAULT_GRAPH_API_VERSION = "v25.0"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+MIN_SECRET_KEY = 16  # characters of IGRELAY_SECRET_KEY; `generator: secret` makes 64
 
 
 class ConfigError(ValueError):
@@ -135,6 +136,10 @@ class Settings:
     sink_secret: str | None = field(default=None, repr=False)
     sink_allow_private: bool = False
     redis_tls_verify: bool = True
+    redis_tls_ca: str | None = None
+    secret_keys: tuple[str, ...] = field(default=(), repr=False)
+    meta_app_id: str | None = None
+    metrics_token: str | None = field(default=None, repr=False)
     # From the TOML config, checked and typed in __post_init__.
     fetch_threads: int = field(init=False)  # [fetch] threads: Graph calls in flight per fetch job
     fetch_batch: int = field(init=False)  # [fetch] batch: media per fetch job
@@ -205,6 +210,10 @@ class Settings:
             sink_secret=get("IGRELAY_SINK_SECRET", "").strip() or None,
             sink_allow_private=_parse_bool("IGRELAY_SINK_ALLOW_PRIVATE", get("IGRELAY_SINK_ALLOW_PRIVATE", "")),
             redis_tls_verify=_parse_bool("REDIS_TLS_VERIFY", get("REDIS_TLS_VERIFY", "true")),
+            redis_tls_ca=_parse_file("REDIS_TLS_CA", get("REDIS_TLS_CA", "").strip()),
+            secret_keys=_parse_secret_keys("IGRELAY_SECRET_KEY", get("IGRELAY_SECRET_KEY", "")),
+            meta_app_id=_parse_app_id("META_APP_ID", get("META_APP_ID", "").strip()),
+            metrics_token=get("IGRELAY_METRICS_TOKEN", "").strip() or None,
         )
 
     def require_web(self) -> Settings:
@@ -216,10 +225,15 @@ class Settings:
         return self
 
     def redis_options(self) -> dict[str, Any]:
-        """Extra Redis client options: Heroku's ``rediss://`` uses a self-signed certificate, so
-        ``REDIS_TLS_VERIFY=false`` keeps TLS but skips the certificate check."""
-        if self.redis_url.startswith("rediss://") and not self.redis_tls_verify:
+        """Extra Redis client options for ``rediss://``: ``REDIS_TLS_CA`` is the bundle the certificate is
+        checked against; Heroku's is self-signed with no CA given, so ``REDIS_TLS_VERIFY=false`` keeps TLS
+        but skips the check (anyone on the path could then read and write Redis)."""
+        if not self.redis_url.startswith("rediss://"):
+            return {}
+        if not self.redis_tls_verify:
             return {"ssl_cert_reqs": "none"}
+        if self.redis_tls_ca:
+            return {"ssl_cert_reqs": "required", "ssl_ca_certs": self.redis_tls_ca}
         return {}
 
     def token_for(self, account_id: str) -> str | None:
@@ -275,6 +289,27 @@ def _check_metrics(table: Mapping[str, Any]) -> None:
     for key, value in table.items():
         if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
             raise ConfigError(f"IGRELAY_CONFIG: [metrics] {key} must be a list of metric names")
+
+
+def _parse_file(name: str, raw: str) -> str | None:
+    if raw and not Path(raw).is_file():
+        raise ConfigError(f"{name}: {raw!r} is not a readable file")
+    return raw or None
+
+
+def _parse_secret_keys(name: str, raw: str) -> tuple[str, ...]:
+    """Comma-separated secrets, the first current; each long enough to be worth deriving keys from."""
+    keys = tuple(k.strip() for k in raw.split(",") if k.strip())
+    if any(len(k) < MIN_SECRET_KEY for k in keys):
+        # Never echo the value: it is the secret.
+        raise ConfigError(f"{name}: each key must be at least {MIN_SECRET_KEY} characters of random text")
+    return keys
+
+
+def _parse_app_id(name: str, raw: str) -> str | None:
+    if raw and not raw.isdigit():
+        raise ConfigError(f"{name}: {raw!r} is not a numeric app id")
+    return raw or None
 
 
 def _parse_bool(name: str, raw: str) -> bool:

@@ -10,7 +10,7 @@ from redis import Redis
 
 from config.settings import Settings
 from igrelay.payloads import sign
-from tests.support.env import OTHER_SECRET, SECRET, TEST_REDIS_URL, VERIFY_TOKEN, stop_private_redis
+from tests.support.env import OTHER_SECRET, SECRET, SECRET_KEY, TEST_REDIS_URL, VERIFY_TOKEN, stop_private_redis
 from tests.support.procs import Procs
 from workers import context
 
@@ -45,6 +45,7 @@ def make_settings(tmp_path, **overrides) -> Settings:  # type: ignore[no-untyped
     env = {
         "META_APP_SECRET": f"{SECRET},{OTHER_SECRET}",
         "META_VERIFY_TOKEN": VERIFY_TOKEN,
+        "IGRELAY_SECRET_KEY": SECRET_KEY,
         "REDIS_URL": TEST_REDIS_URL,
         "IGRELAY_SINKS": f"file://{tmp_path}/records.jsonl",
         "IGRELAY_DEBOUNCE_SECONDS": "30",

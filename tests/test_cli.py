@@ -12,6 +12,7 @@ import pytest
 
 from igrelay.commands.fetch import fetch_now
 from tests.conftest import SECRET, TEST_REDIS_URL, VERIFY_TOKEN, make_settings, run_worker
+from tests.support.env import SECRET_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMANDS = [
@@ -49,7 +50,13 @@ def sandbox_env(sandbox, tmp_path: Path, **extra: str) -> dict[str, str]:  # typ
     """Env pointing at ``sandbox`` with each demo account's token and a SQLite sink in ``tmp_path``."""
     tokens = ",".join(f"{a}={sandbox.token_for(a)}" for a in sandbox.accounts)
     sinks = f"sqlite:///{tmp_path}/records.sqlite3"
-    return {"GRAPH_API_URL": sandbox.url, "IG_ACCESS_TOKENS": tokens, "IGRELAY_SINKS": sinks, **extra}
+    env = {
+        "GRAPH_API_URL": sandbox.url,
+        "IG_ACCESS_TOKENS": tokens,
+        "IGRELAY_SINKS": sinks,
+        "IGRELAY_SECRET_KEY": SECRET_KEY,
+    }
+    return {**env, **extra}
 
 
 def test_every_command_explains_itself(tmp_path: Path) -> None:

@@ -86,20 +86,55 @@ def test_story_is_looked_at_once_more_before_it_expires(graph_settings, graph_sa
 
 def test_token_refresh_after_24_hours_stores_and_uses_the_new_token(graph_settings, graph_sandbox, redis) -> None:  # type: ignore[no-untyped-def]
     account = graph_sandbox.accounts[0]
-    old = graph_sandbox.token_for(account)
+    old = graph_sandbox.token_for(account)  # issued 10 days ago: Meta refreshes it
     now = time.time()
-    assert not polling.refresh_token(redis, graph_settings, account, now)  # first seen now: too young
-    assert not polling.refresh_token(redis, graph_settings, account, now + 3600)
-    assert polling.refresh_token(redis, graph_settings, account, now + 25 * 3600)
-    new = redis.hget(contract.token(account), "token").decode()
-    assert new != old and graph_sandbox.calls["refresh_token"] == 1
-    assert not polling.refresh_token(redis, graph_settings, account, time.time() + 3600)  # the new one is young
+    assert polling.refresh_token(redis, graph_settings, account, now)  # age unknown: Meta is asked at once
+    assert graph_sandbox.calls["refresh_token"] == 1
+    assert not polling.refresh_token(redis, graph_settings, account, now + 3600)  # the new one is young
+    assert polling.refresh_token(redis, graph_settings, account, now + 25 * 3600) is False  # sandbox clock: young
+    graph_sandbox.advance(25 * 3600)
+    assert polling.refresh_token(redis, graph_settings, account, now + 50 * 3600)
+    stored = redis.hgetall(contract.token(account))
+    assert float(stored[b"expires_at"]) - float(stored[b"issued_at"]) == 60 * 86400  # Meta's expires_in
     graph_sandbox.expire_token(account)  # the old token dies; the new one keeps working
+    newest = GraphClient(None, graph_settings, redis).token(account)  # type: ignore[arg-type]
     for token in graph_sandbox.data.tokens.values():
-        token.expired = token.value == old
+        token.expired = token.value != newest
+    assert newest != old
     with new_session() as session:
         assert GraphClient(session, graph_settings, redis).followers_count(account) is not None
-    assert graph_sandbox.tokens_seen_in_url == 0
+    in_query = {r["path"] for r in graph_sandbox.requests_log if "access_token" in r["query"]}
+    assert in_query == {"/refresh_access_token"}
+
+
+def test_a_token_too_young_to_refresh_is_asked_about_again_later(tmp_path, graph_sandbox, redis) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import make_settings
+
+    account = graph_sandbox.accounts[0]
+    young = graph_sandbox.issue_token(account, age=3600)
+    settings = make_settings(tmp_path, GRAPH_API_URL=graph_sandbox.url, IG_ACCESS_TOKENS=f"{account}={young}")
+    now = time.time()
+    assert not polling.refresh_token(redis, settings, account, now)  # Meta: under 24 h old; not a failure
+    assert not media_state.needs_reauth(redis, settings, account)
+    assert not polling.refresh_token(redis, settings, account, now + 60)  # not asked again so soon
+    assert graph_sandbox.calls["refresh_token"] == 1
+    graph_sandbox.advance(24 * 3600)
+    assert polling.refresh_token(redis, settings, account, now + polling.RETRY_YOUNG + 1)
+
+
+def test_without_secret_key_no_refresh_is_asked_for(tmp_path, graph_sandbox, redis, caplog) -> None:  # type: ignore[no-untyped-def]
+    from config import crypto
+    from tests.conftest import sandbox_settings
+
+    crypto._said.clear()
+    settings = sandbox_settings(tmp_path, graph_sandbox, IGRELAY_SECRET_KEY="")
+    account = graph_sandbox.accounts[0]
+    for _ in range(2):
+        assert not polling.refresh_token(redis, settings, account)
+    assert graph_sandbox.calls["refresh_token"] == 0 and not redis.exists(contract.token(account))
+    assert [r.getMessage() for r in caplog.records].count(
+        crypto.MISSING + "; set it (the same value) on web and worker"
+    ) == 1
 
 
 def test_token_refresh_due_only_for_instagram_login(graph_settings, redis) -> None:  # type: ignore[no-untyped-def]

@@ -14,9 +14,7 @@ from workers.graph_client import GraphClient, new_session
 
 
 def alerts(redis, account: str, problem: str) -> int:  # type: ignore[no-untyped-def]
-    return int(
-        redis.hget(contract.STATS, stats.field("igrelay_watchdog_alerts_total", account=account, problem=problem)) or 0
-    )
+    return int(redis.hget(contract.STATS, stats.field("igrelay_watchdog_alerts_total", problem=problem)) or 0)
 
 
 def subscribe(settings, redis, account: str, fields: list[str]) -> None:  # type: ignore[no-untyped-def]

@@ -31,7 +31,10 @@ def start_worker(procs: Procs, tmp_path: Path, name: str) -> Proc:
     """``igrelay worker`` that can import the jobs in tests/support/jobs.py."""
     sinks = f"file://{tmp_path}/records.jsonl"
     env = process_env(IGRELAY_SINKS=sinks, IGRELAY_POLL_INTERVAL="0", LOG_LEVEL="WARNING", PYTHONPATH=str(ROOT))
-    return procs.worker(env, name=name)
+    argv = [sys.executable, "-m", "tests.support.jobs", "--name", name]  # igrelay worker that runs those jobs too
+    proc = procs.start(name, argv, env, cwd=ROOT)
+    proc.worker_name = name
+    return proc
 
 
 def wait_for(predicate: Callable[[], object], timeout: float, step: float = 0.5) -> bool:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hmac
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -19,15 +21,23 @@ HELP = {
     "igrelay_changes_total": "Changes parsed from deliveries, by field and outcome",
     "igrelay_fetch_coalesced_total": "Fetch requests folded into an already pending fetch",
     "igrelay_jobs_total": "igrelay jobs by name and outcome",
-    "igrelay_graph_calls_total": "Graph API calls by outcome and account",
+    "igrelay_graph_calls_total": "Graph API calls by outcome",
     "igrelay_rate_limit_pauses_total": "Accounts paused because Meta throttled them",
     "igrelay_fetches_total": "Media fetches by outcome (ok, terminal, throttled, auth, transient, failed)",
     "igrelay_fetch_skipped_total": "Due fetches dropped, by reason (an account needing reconnection)",
     "igrelay_account_needs_reauth_total": "Accounts flagged for reconnection (token expired or revoked)",
     "igrelay_records_total": "Records emitted, by kind",
     "igrelay_sink_deliveries_total": "Record deliveries by sink and outcome",
-    "igrelay_watchdog_alerts_total": "Subscription problems found, by account and problem",
+    "igrelay_watchdog_alerts_total": "Subscription problems found, by problem",
 }
+
+
+def authorized(token: str | None, header: str | None) -> bool:
+    """True when no token is configured, or ``header`` is ``Bearer <token>`` (compared in constant time)."""
+    if not token:
+        return True
+    scheme, _sep, given = (header or "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
 
 
 class RedisStatsCollector:
@@ -50,16 +60,18 @@ class RedisStatsCollector:
         yield from self._counters(raw)
         yield depths
 
-    def _counters(self, raw: dict[bytes, bytes]) -> Iterator[Metric]:
-        grouped: dict[str, list[tuple[dict[str, str], int]]] = defaultdict(list)
-        for key, value in raw.items():
-            name, labels = stats.parse_field(key.decode())
-            grouped[name].append((labels, int(value)))
+    def _counters(self, raw: Mapping[Any, Any]) -> Iterator[Metric]:
+        grouped: dict[str, dict[tuple[tuple[str, str], ...], int]] = defaultdict(lambda: defaultdict(int))
+        for key, count in raw.items():
+            name, labels = stats.parse_field(key.decode() if isinstance(key, bytes) else str(key))
+            # Account ids are not for anyone who can scrape: counters kept per account before are summed.
+            labels.pop("account", None)
+            grouped[name][tuple(sorted(labels.items()))] += int(count)
         for name, samples in sorted(grouped.items()):
-            label_names = sorted({k for labels, _ in samples for k in labels})
+            label_names = sorted({k for pairs in samples for k, _ in pairs})
             family = CounterMetricFamily(name.removesuffix("_total"), HELP.get(name, name), labels=label_names)
-            for labels, value in samples:
-                family.add_metric([labels.get(k, "") for k in label_names], value)
+            for pairs, total in samples.items():
+                family.add_metric([dict(pairs).get(k, "") for k in label_names], total)
             yield family
 
     def _depths(self) -> GaugeMetricFamily:

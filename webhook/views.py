@@ -9,7 +9,7 @@ from flask import Blueprint, Request, Response, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from webhook import meta
-from webhook.prometheus import render
+from webhook.prometheus import authorized, render
 from webhook.store import DeliveryStore, StoreUnavailable
 
 bp = Blueprint("webhook", __name__)
@@ -115,5 +115,9 @@ def readyz() -> Response:
 
 @bp.get("/metrics")
 def prometheus() -> Response:
-    """igrelay's stats in Prometheus text exposition."""
+    """igrelay's stats in Prometheus text exposition (behind ``IGRELAY_METRICS_TOKEN`` when set)."""
+    if not authorized(_ctx()["settings"].metrics_token, request.headers.get("Authorization")):
+        response = _answer(401, "unauthorized")
+        response.headers["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
     return Response(render(_ctx()["redis"]), mimetype="text/plain; version=0.0.4; charset=utf-8")

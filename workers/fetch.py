@@ -209,7 +209,7 @@ def _apply(pipe: Any, settings: Settings, o: Outcome, now: float, out: list[Reco
         media_state.pause(pipe, account, until, exc.retry_after)
         if "paused:" + account not in flagged:  # one pause per account, however many media it had
             flagged.add("paused:" + account)
-            stats.incr(pipe, "igrelay_rate_limit_pauses_total", account=account)
+            stats.incr(pipe, "igrelay_rate_limit_pauses_total")
             log.warning("account throttled by Meta; paused", extra={"account": account, "seconds": exc.retry_after})
         schedule.request_fetch(pipe, account, media_id, trigger, until)
         return "throttled"

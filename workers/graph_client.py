@@ -1,14 +1,17 @@
 """The Graph API client: handed a ``requests.Session``, it sends, counts, classifies and degrades.
 
-Tokens travel only in the ``Authorization: Bearer`` header, never in a URL, and every exception
-text is redacted before it leaves (RQ stores exception texts in Redis). A token refreshed by
-``workers.polling`` is kept in Redis (``igrelay:token:<account>``) and preferred over settings
-for as long as the settings token it descends from is unchanged.
+Tokens travel only in the ``Authorization: Bearer`` header, never in a URL, except to Meta's token
+refresh endpoint, whose only documented form is the ``access_token`` query; every exception text is
+redacted before it leaves (RQ stores exception texts in Redis). A token refreshed by
+``workers.polling`` is kept in Redis (``igrelay:token:<account>``), sealed with ``IGRELAY_SECRET_KEY``
+and bound to its account (``config.crypto.TokenBox``), and preferred over settings for as long as
+the settings token it descends from is unchanged.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -18,12 +21,13 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 
-from config import contract, stats
+from config import contract, crypto, stats
 from config.logs import redact, register_secrets
 from config.settings import Settings
 from workers import breakdowns, graph, metric_registry
 from workers.graph import AuthError, GraphError, MetricRejected, TransientError
 
+log = logging.getLogger("igrelay.graph")
 MAX_DROPS = 2  # metrics dropped per call before giving up: one retry is planned, but Meta can drop two at once
 _OUTCOMES = {
     graph.TransientError: "transient",
@@ -85,13 +89,40 @@ class GraphClient:
     def token(self, account: str) -> str | None:
         """The stored (refreshed) token when it descends from the configured one, else the configured one."""
         configured = self.settings.token_for(account)
-        if self.redis is not None:
-            stored = self.redis.hmget(contract.token(account), "token", "source")
-            if stored[0] and (stored[1] or b"").decode() == fingerprint(configured):
-                token = stored[0].decode()
-                register_secrets([token])
-                return token
-        return configured
+        if self.redis is None:
+            return configured
+        sealed, clear, source = self.redis.hmget(contract.token(account), "sealed", "token", "source")
+        if (source or b"").decode() != fingerprint(configured) or not (sealed or clear):
+            return configured
+        token = self._stored(account, sealed, clear)
+        if token:
+            register_secrets([token])
+        return token or configured
+
+    def _stored(self, account: str, sealed: bytes | None, clear: bytes | None) -> str | None:
+        """Open the stored token; one stored in clear or under an older key is sealed again under the current one."""
+        box = crypto.TokenBox.of(self.settings)
+        if box is None:
+            crypto.say_missing(log)
+            return clear.decode() if clear and not sealed else None  # from before encryption; left as it was
+        if not sealed:
+            token = (clear or b"").decode()
+            self._reseal(account, box, token)
+            return token
+        try:
+            token, stale = box.open(account, sealed)
+        except crypto.TokenRefused as exc:
+            log.error("stored token refused; using the configured one", extra={"account": account, "error": str(exc)})
+            return None
+        if stale:
+            self._reseal(account, box, token)
+        return token
+
+    def _reseal(self, account: str, box: crypto.TokenBox, token: str) -> None:
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(contract.token(account), "sealed", box.seal(account, token))
+            pipe.hdel(contract.token(account), "token")
+            pipe.execute()
 
     def get(
         self, account: str, path: str, params: Mapping[str, str], requested: Sequence[str] = (), base: str | None = None
@@ -108,14 +139,19 @@ class GraphClient:
         requested: Sequence[str] = (),
         base: str | None = None,
         token: str | None = None,
+        token_in_query: bool = False,
     ) -> Any:
-        """``method`` on ``{graph_base}/{path}`` with ``token`` (default: the account's); body or ``GraphError``."""
+        """``method`` on ``{graph_base}/{path}`` with ``token`` (default: the account's); body or ``GraphError``.
+
+        ``token_in_query`` is for Meta's token endpoints alone, whose documented form takes it there."""
         token = token or self.token(account)
         if not token:
             raise AuthError(f"no access token configured for account {account}")
         url = f"{base or self.settings.graph_base}/{path}"
+        headers = {"Authorization": f"Bearer {token}"}  # never in the URL: URLs end up in logs
+        if token_in_query:
+            headers, params = {}, {**(params or {}), "access_token": token}
         try:
-            headers = {"Authorization": f"Bearer {token}"}  # never in the URL: URLs end up in logs
             reply = self.session.request(method, url, params=params, timeout=self.timeout, headers=headers)
             body = reply.json() if reply.content else None
         except (requests.RequestException, ValueError) as exc:
@@ -125,14 +161,14 @@ class GraphClient:
         if reply.status_code == 200 and isinstance(body, dict) and "error" not in body:
             self._count(account, "ok")
             return body
-        exc = graph.classify(reply.status_code, body, reply.headers, requested)
-        exc.args = (_clean(str(exc), token),)
-        self._count(account, next((v for k, v in _OUTCOMES.items() if isinstance(exc, k)), "error"))
-        raise exc
+        error = graph.classify(reply.status_code, body, reply.headers, requested)
+        error.args = (_clean(str(error), token),)
+        self._count(account, next((v for k, v in _OUTCOMES.items() if isinstance(error, k)), "error"))
+        raise error
 
     def _count(self, account: str, outcome: str) -> None:
         if self.redis is not None:
-            stats.incr(self.redis, "igrelay_graph_calls_total", outcome=outcome, account=account or "-")
+            stats.incr(self.redis, "igrelay_graph_calls_total", outcome=outcome)
 
     def describe(self, account: str, media_id: str) -> dict[str, Any]:
         """The media node alone (for media first heard of through a webhook)."""
@@ -197,28 +233,40 @@ class GraphClient:
         value = self.get(account, account, {"fields": "followers_count"}).get("followers_count")
         return value if isinstance(value, int) else None
 
-    def refresh_token(self, account: str) -> tuple[str, int]:
-        """A refreshed long-lived Instagram Login token and its lifetime in seconds; stored in Redis."""
+    def refresh_token(self, account: str, now: float | None = None) -> tuple[str, int]:
+        """A refreshed long-lived Instagram Login token and its lifetime in seconds; stored sealed in Redis."""
+        box = crypto.TokenBox.of(self.settings)
+        if box is None:  # a refreshed token that cannot be kept would be lost: don't ask for one
+            raise crypto.KeyMissing(crypto.MISSING)
+        # Meta documents only the access_token query form here (never logged: see config.logs):
         # https://developers.facebook.com/documentation/instagram-platform/reference/refresh_access_token
         params = {"grant_type": "ig_refresh_token"}
-        body = self.get(account, "refresh_access_token", params, base=self.settings.graph_api_url)
+        body = self.request(
+            "GET", account, "refresh_access_token", params, base=self.settings.graph_api_url, token_in_query=True
+        )
         token, lifetime = str(body.get("access_token") or ""), int(body.get("expires_in") or 0)
         if not token:
             raise GraphError("refresh_access_token answered without a token")
         register_secrets([token])
-        self.store_token(account, token, lifetime)
+        self.store_token(account, token, lifetime, now)
         return token, lifetime
 
     def store_token(self, account: str, token: str, lifetime: int, now: float | None = None) -> None:
-        """Keep ``token`` as the account's current one (never logged)."""
+        """Keep ``token`` sealed as the account's current one (never logged); ``KeyMissing`` without a key."""
+        box = crypto.TokenBox.of(self.settings)
+        if box is None:
+            raise crypto.KeyMissing(crypto.MISSING)
         now = now or time.time()
         mapping = {
-            "token": token,
+            "sealed": box.seal(account, token),
             "issued_at": int(now),
             "expires_at": int(now + lifetime),
             "source": fingerprint(self.settings.token_for(account)),
         }
-        self.redis.hset(contract.token(account), mapping=mapping)
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(contract.token(account), mapping=mapping)
+            pipe.hdel(contract.token(account), "token", "not_before")
+            pipe.execute()
 
 
 def _clean(text: str, token: str) -> str:

@@ -79,7 +79,7 @@ def flag_reauth(pipe: Any, settings: Settings, account: str, exc: Exception) -> 
     """Mark ``account`` as needing reconnection, count it and say so once."""
     # Flag by the failing token's fingerprint, so configuring a new token clears it.
     pipe.set(contract.needs_reauth(account), fingerprint(settings.token_for(account)))
-    stats.incr(pipe, "igrelay_account_needs_reauth_total", account=account)
+    stats.incr(pipe, "igrelay_account_needs_reauth_total")
     log.error("account needs reconnection; its fetches are stopped", extra={"account": account, "error": str(exc)})
 
 

@@ -15,17 +15,18 @@ from typing import Any
 
 from redis import Redis
 
-from config import contract
+from config import contract, crypto
 from config.settings import Settings
 from workers import graph, media_state, schedule, ticker
 from workers.context import Context
-from workers.graph import AuthError, ThrottledError
+from workers.graph import AuthError, GraphError, ThrottledError
 from workers.graph_client import GraphClient, fingerprint, open_client
 from workers.redis_values import text
 
 MAX_PAGES = 20
 # https://developers.facebook.com/documentation/instagram-platform/reference/refresh_access_token
 TOKEN_MIN_AGE = 24 * 3600
+RETRY_YOUNG = 6 * 3600  # a token Meta found too young to refresh is asked about again this much later
 log = logging.getLogger("igrelay.polling")
 
 
@@ -113,28 +114,52 @@ def _blocked(redis: Redis, settings: Settings, account: str, exc: Exception, now
     return 0
 
 
-def token_age(redis: Redis, settings: Settings, account: str, now: float) -> float:
-    """Seconds since the account's current token was issued (or first seen, for a configured one)."""
+def refresh_due(redis: Redis, settings: Settings, account: str, now: float) -> bool:
+    """Is the account's token worth a refresh call now?
+
+    A token igrelay refreshed is refreshed again once 24 h old (Meta's minimum age). A configured token's
+    age is unknown, so Meta is asked at once; a "too young" answer sets ``not_before`` (see ``refresh_token``).
+    """
     key, configured = contract.token(account), fingerprint(settings.token_for(account))
-    source, issued, seen_fp, seen_at = redis.hmget(key, "source", "issued_at", "seen", "seen_at")
-    if issued and text(source or b"") == configured:
-        return now - float(issued)
-    if text(seen_fp or b"") != configured:
-        redis.hset(key, mapping={"seen": configured, "seen_at": int(now)})
-        return 0.0
-    return now - float(seen_at or now)
+    source, issued, not_before = redis.hmget(key, "source", "issued_at", "not_before")
+    if text(source or b"") != configured:  # never seen, or the configured token changed: start over
+        with redis.pipeline(transaction=True) as pipe:
+            pipe.delete(key)
+            pipe.hset(key, "source", configured)
+            pipe.execute()
+        return True
+    if not_before and now < float(not_before):
+        return False
+    return not issued or now - float(issued) >= TOKEN_MIN_AGE
 
 
 def refresh_token(redis: Redis, settings: Settings, account: str, now: float | None = None) -> bool:
-    """Refresh the account's long-lived token once it is over 24 h old; True when refreshed."""
+    """Refresh the account's long-lived Instagram Login token when due; True when refreshed and stored."""
     now = now or time.time()
-    if not settings.token_for(account) or token_age(redis, settings, account, now) < TOKEN_MIN_AGE:
+    if not settings.is_instagram_login or not settings.token_for(account):
+        return False  # Facebook Login's Page tokens are not refreshed
+    if not settings.secret_keys:
+        crypto.say_missing(log)  # a refreshed token that cannot be stored would be lost
+        return False
+    if not refresh_due(redis, settings, account, now):
         return False
     with open_client(settings, redis, 1) as client:
         try:
-            client.refresh_token(account)
+            client.refresh_token(account, now)
         except AuthError as exc:
             _blocked(redis, settings, account, exc, now)
             return False
+        except GraphError as exc:
+            if not _too_young(exc):
+                raise
+            redis.hset(contract.token(account), "not_before", int(now + RETRY_YOUNG))
+            log.info("access token too young to refresh; trying again later", extra={"account": account})
+            return False
     log.info("access token refreshed", extra={"account": account})
     return True
+
+
+def _too_young(exc: GraphError) -> bool:
+    """Meta's refusal of a token under 24 h old: a plain code 100 (neither auth, throttle nor transient)."""
+    plain = not isinstance(exc, (AuthError, ThrottledError, graph.TransientError, graph.TerminalError))
+    return plain and getattr(exc, "code", None) == 100

@@ -12,14 +12,19 @@ from rq.exceptions import ShutDownImminentException
 from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.queue import Queue
+from rq.utils import now
 from rq.worker import HerokuWorker
 
+from config import crypto
+from config.contract import JOB_PATHS
 from config.logs import setup_logging
 from config.rq import QUEUES, SERIALIZER, WORKER
 from config.settings import Settings
 from workers import context, ingest, sinks, ticker
 
 log = logging.getLogger("igrelay.worker")
+# The only functions the worker runs: igrelay's entry points (tests that need a job of their own add it).
+ALLOWED: frozenset[str] = JOB_PATHS
 # A job interrupted by this many restarts in a row goes the ordinary retry way after all.
 MAX_INTERRUPTIONS = 10
 
@@ -49,6 +54,23 @@ class Worker(HerokuWorker):
         super().__init__(*args, **kwargs)
         self._main_pid = os.getpid()
 
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        """Run igrelay's own jobs only. RQ imports and calls whatever dotted path a job names (and its
+        callbacks, and posts to its webhooks): anyone able to write to Redis could run any function as
+        this process. A job that is not one of igrelay's entry points fails here, in the parent, before
+        anything of it is imported."""
+        reason = refusal(job)
+        if reason is None:
+            super().execute_job(job, queue)
+            return
+        log.error("job %s refused: %s", job.id, reason, extra={"job": job.id})
+        job.webhooks, job.retries_left = [], 0
+        job._success_callback_name = job._failure_callback_name = job._stopped_callback_name = None
+        execution = self.prepare_execution(job)
+        job.ended_at = now()
+        self.handle_job_failure(job, queue, exc_string=f"RefusedJob: {reason}\n", execution=execution)
+        self.connection.lrem(queue.intermediate_queue_key, 0, job.id)
+
     def prepare_execution(self, job: Job) -> Execution:
         job.set_status(JobStatus.STARTED)
         return super().prepare_execution(job)
@@ -60,7 +82,7 @@ class Worker(HerokuWorker):
         if os.getpid() != self._main_pid:
             return
         self._shutting_down = True
-        super().request_stop(signum, frame)
+        super().request_stop(signum, frame)  # type: ignore[no-untyped-call]
 
     def request_force_stop(self, signum: int, frame: FrameType | None) -> None:
         if os.getpid() != self._main_pid:
@@ -91,7 +113,7 @@ class Worker(HerokuWorker):
         """In the parent: a horse that died while the worker was shutting down was cut short too."""
         if self._shutting_down:
             self._interrupted = job.id
-        super().handle_work_horse_killed(job, retpid, ret_val, rusage)
+        super().handle_work_horse_killed(job, retpid, ret_val, rusage)  # type: ignore[no-untyped-call]
 
     def handle_job_failure(
         self,
@@ -123,6 +145,19 @@ class Worker(HerokuWorker):
         )
 
 
+def refusal(job: Job) -> str | None:
+    """Why ``job`` must not run (it names something other than an igrelay entry point), or None."""
+    try:
+        name, instance = job.func_name, job._instance
+    except Exception:  # noqa: BLE001 - RQ wraps a body it cannot read in its own DeserializationError
+        return "its data cannot be read"
+    if name not in ALLOWED or instance is not None:
+        return f"{str(name)[:100]!r} is not an igrelay job"
+    if job._success_callback_name or job._failure_callback_name or job._stopped_callback_name or job.webhooks:
+        return "igrelay jobs have no callbacks or webhooks"
+    return None
+
+
 def preload(settings: Settings) -> None:
     """Import job code and configured sink drivers once, before RQ forks a horse per job."""
     import workers.jobs  # noqa: F401
@@ -144,6 +179,8 @@ def build_worker(settings: Settings, name: str | None = None) -> Worker:
 def run_worker(settings: Settings, burst: bool = False, name: str | None = None) -> bool:
     """Work until stopped (or until the queues are empty with ``burst``)."""
     setup_logging(settings)
+    if not settings.secret_keys:
+        crypto.say_missing(log)
     worker = build_worker(settings, name)
     # RQ logs four lines per job at INFO; igrelay logs one line per delivery, fetch and sink delivery itself.
     rq_level = "DEBUG" if settings.log_level == "DEBUG" else "WARNING"

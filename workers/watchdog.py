@@ -97,7 +97,7 @@ def record(
 ) -> None:
     """Store the state; on a change, log once and count each new problem."""
     for code in problems.keys() - previous.keys():
-        stats.incr(redis, "igrelay_watchdog_alerts_total", account=account, problem=code)
+        stats.incr(redis, "igrelay_watchdog_alerts_total", problem=code)
         log.warning("watchdog: %s", problems[code], extra={"account": account, "problem": code})
     if previous and not problems:
         log.info("watchdog: account recovered", extra={"account": account})

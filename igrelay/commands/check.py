@@ -98,7 +98,25 @@ def config_rows(settings: Settings) -> list[Row]:
     login = "Instagram Login" if settings.is_instagram_login else "Facebook Login"
     host = f"{redact_url(settings.graph_api_url)} {settings.graph_api_version} ({login})"
     rows.append(Row("ok", "config", f"Graph API {host}"))
+    rows.append(secret_key_row(settings))
+    rows.append(metrics_row(settings))
     return rows
+
+
+def secret_key_row(settings: Settings) -> Row:
+    """Tokens can be stored only with ``IGRELAY_SECRET_KEY``."""
+    if settings.secret_keys:
+        return Row("ok", "config", f"IGRELAY_SECRET_KEY set ({len(settings.secret_keys)}): stored tokens are encrypted")
+    text = "IGRELAY_SECRET_KEY not set: no token is stored (refreshed tokens are not kept, the login flow is off)"
+    fix = "set IGRELAY_SECRET_KEY to a long random string, the same on web and worker"
+    return Row("warn", "config", text, fix)
+
+
+def metrics_row(settings: Settings) -> Row:
+    """Is ``/metrics`` open?"""
+    if settings.metrics_token:
+        return Row("ok", "config", "/metrics wants the IGRELAY_METRICS_TOKEN bearer token")
+    return Row("ok", "config", "/metrics is open (set IGRELAY_METRICS_TOKEN unless it is on a private network)")
 
 
 def redis_rows(settings: Settings) -> tuple[list[Row], Redis | None]:
@@ -112,6 +130,11 @@ def redis_rows(settings: Settings) -> tuple[list[Row], Redis | None]:
         text = f"{where} does not answer ({type(exc).__name__})"
         return [Row("problem", "redis", text, "start Redis or fix REDIS_URL")], None
     rows = [Row("ok", "redis", f"{where} answers")]
+    if settings.redis_url.startswith("rediss://") and not settings.redis_tls_verify:
+        text = (
+            "TLS certificate not checked (REDIS_TLS_VERIFY=false): anyone on the network path can read and write Redis"
+        )
+        rows.append(Row("warn", "redis", text, "set REDIS_TLS_CA to your provider's CA bundle when it gives one"))
     try:
         policy = str(client.config_get("maxmemory-policy").get("maxmemory-policy", "?"))
     except RedisError:  # managed Redis often forbids CONFIG

@@ -24,6 +24,7 @@ from tests.support.procs import free_port
 SECRET = "test-app-secret-0123456789"
 OTHER_SECRET = "test-instagram-app-secret-9876"
 VERIFY_TOKEN = "test-verify-token"
+SECRET_KEY = "test-secret-key-for-sealing-tokens-0123456789"
 BIN = Path(sys.executable).parent  # the venv's bin: igrelay, gunicorn
 # Settings of the caller's that must not leak into a process the tests start.
 OWN_PREFIXES = ("META_", "IGRELAY_", "REDIS_URL", "GRAPH_", "IG_", "LOG_", "PORT", "WEB_")
@@ -75,6 +76,7 @@ def process_env(**extra: str) -> dict[str, str]:
     env.update(
         META_APP_SECRET=SECRET,
         META_VERIFY_TOKEN=VERIFY_TOKEN,
+        IGRELAY_SECRET_KEY=SECRET_KEY,
         REDIS_URL=TEST_REDIS_URL,
         PATH=f"{BIN}:{os.environ.get('PATH', '')}",
         PYTHONUNBUFFERED="1",
