@@ -135,6 +135,10 @@ class Settings:
     sink_secret: str | None = field(default=None, repr=False)
     sink_allow_private: bool = False
     redis_tls_verify: bool = True
+    # The web console (off unless a password is set).
+    console_password: str | None = field(default=None, repr=False)
+    secret_key: str | None = field(default=None, repr=False)  # IGRELAY_SECRET_KEY, comma-separated keys
+    trusted_proxies: int = 1  # proxy hops whose X-Forwarded-For/-Proto the console believes
     # From the TOML config, checked and typed in __post_init__.
     fetch_threads: int = field(init=False)  # [fetch] threads: Graph calls in flight per fetch job
     fetch_batch: int = field(init=False)  # [fetch] batch: media per fetch job
@@ -205,6 +209,9 @@ class Settings:
             sink_secret=get("IGRELAY_SINK_SECRET", "").strip() or None,
             sink_allow_private=_parse_bool("IGRELAY_SINK_ALLOW_PRIVATE", get("IGRELAY_SINK_ALLOW_PRIVATE", "")),
             redis_tls_verify=_parse_bool("REDIS_TLS_VERIFY", get("REDIS_TLS_VERIFY", "true")),
+            console_password=get("IGRELAY_CONSOLE_PASSWORD", "").strip() or None,
+            secret_key=get("IGRELAY_SECRET_KEY", "").strip() or None,
+            trusted_proxies=_parse_int("IGRELAY_TRUSTED_PROXIES", get("IGRELAY_TRUSTED_PROXIES", "1")),
         )
 
     def require_web(self) -> Settings:
@@ -213,6 +220,12 @@ class Settings:
             raise ConfigError("META_APP_SECRET: not set; the webhook cannot verify deliveries without it")
         if not self.verify_token:
             raise ConfigError("META_VERIFY_TOKEN: not set; the subscription handshake needs it")
+        return self
+
+    def require_console(self) -> Settings:
+        """Raise unless the console, when on, has a key to sign its sessions with."""
+        if self.console_password and not self.secret_key:
+            raise ConfigError("IGRELAY_SECRET_KEY: not set; the console needs it to sign its sessions")
         return self
 
     def redis_options(self) -> dict[str, Any]:
