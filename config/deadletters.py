@@ -102,7 +102,7 @@ def replay(
             continue
         if name is not None:
             redis.delete(contract.sink_disabled(name))
-        preset = PRESET_BY_JOB.get(job.func_name, "periodic")
+        preset = PRESET_BY_JOB.get(job.func_name or "", "periodic")
         retry = deliver_preset(table[name][1])["retry"] if name in table else presets()[preset]["retry"]
         job.retries_left, job.retry_intervals = retry.max, retry.intervals
         job.meta["attempts"] = 0

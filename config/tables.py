@@ -32,6 +32,8 @@ def ddl(prefix: str, json_type: str, schema: str = "") -> list[str]:
         f"CREATE INDEX IF NOT EXISTS {index}records_media ON {prefix}records (media_id, captured_at)",
         f"CREATE INDEX IF NOT EXISTS {index}records_account ON {prefix}records (account_id, kind, captured_at)",
         f"CREATE INDEX IF NOT EXISTS {index}record_metrics_name ON {prefix}record_metrics (name)",
+        # The console's "latest records" (newest first, any account) walks this index.
+        f"CREATE INDEX IF NOT EXISTS {index}records_captured ON {prefix}records (captured_at)",
     ]
 
 
