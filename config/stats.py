@@ -58,13 +58,13 @@ def snapshot_minute(ctx: Any) -> int:
 
 
 def per_minute(redis: Any, minutes: int = 60, now: float | None = None) -> list[tuple[int, int | None, int | None]]:
-    """(minute, deliveries, records) for each of the last ``minutes`` minutes, the running one last
-    (so far); None where a snapshot is missing (no worker ran then)."""
+    """(minute, deliveries, records) for each of the last ``minutes`` whole minutes; None where a
+    snapshot is missing (no worker ran then)."""
     last = int((now or time.time()) // 60)
-    wanted = list(range(last - minutes + 1, last + 1))
+    wanted = list(range(last - minutes, last + 1))
     raw = redis.hmget(contract.STATS_MINUTES, wanted)
     snaps: list[tuple[int, ...] | None] = [tuple(int(x) for x in v.split()) if v else None for v in raw]
-    snaps.append(totals(redis))
+    snaps[-1] = snaps[-1] or totals(redis)  # this minute's snapshot may not be taken yet
     out: list[tuple[int, int | None, int | None]] = []
     for minute, before, after in zip(wanted, snaps, snaps[1:], strict=False):
         if before is None or after is None:

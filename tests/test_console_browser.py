@@ -7,6 +7,7 @@ screenshots the README shows.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import tempfile
@@ -97,10 +98,11 @@ def seed(settings: Any, redis: Any) -> None:
         for d in range(1, 15)
     ]
     store(settings, days)
-    now = int(time.time() // 60)
-    for i, minute in enumerate(range(now - 60, now)):
-        redis.hset(contract.STATS_MINUTES, minute, f"{i * i} {i * 3}")
-    redis.hset(contract.STATS, stats.DELIVERIES, 3600)
+    now, deliveries, made = int(time.time() // 60), 0, 0
+    for i, minute in enumerate(range(now - 60, now + 1)):
+        redis.hset(contract.STATS_MINUTES, minute, f"{deliveries} {made}")
+        deliveries, made = deliveries + 40 + round(25 * math.sin(i / 6)), made + 12 + i % 7
+    redis.hset(contract.STATS, mapping={stats.DELIVERIES: deliveries, stats.field(stats.RECORDS, kind="x"): made})
     from workers import delivery, sinks
     from workers.sinks import _ledger
 

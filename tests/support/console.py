@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -27,7 +28,7 @@ def console_env(tmp_path: Path, **overrides: Any) -> dict[str, str]:
 
 
 def insights(n: int, media: str = MEDIA, account: str = ACCOUNT, start: datetime | None = None) -> list[dict]:
-    """``n`` media_insights records of one media, an hour apart, views and reach growing."""
+    """``n`` media_insights records of one media, an hour apart, views and reach growing, then levelling off."""
     from workers import records
 
     start = start or datetime(2026, 1, 5, 10, tzinfo=UTC)
@@ -36,7 +37,8 @@ def insights(n: int, media: str = MEDIA, account: str = ACCOUNT, start: datetime
     out = []
     for i in range(n):
         at = (start + timedelta(hours=i + 1)).isoformat().replace("+00:00", "Z")
-        metrics = {"views": 100 * (i + 1), "reach": 60 * (i + 1), "total_interactions": 3 * i}
+        grown = 1 - math.exp(-(i + 1) / 4)  # a post's reach grows fast, then levels off
+        metrics = {"views": round(1500 * grown), "reach": round(900 * grown), "total_interactions": round(40 * grown)}
         out.append(records.media_insights(account, node, metrics, {"saved": "not available"}, "schedule", at))
     return out
 

@@ -55,7 +55,7 @@ def _number(value: float) -> str:
         return f"{value / 1_000_000:.1f}M"
     if abs(value) >= 10_000:
         return f"{value / 1000:.0f}k"
-    return f"{value:,.0f}" if value == int(value) else f"{value:,.1f}"
+    return f"{value:,.0f}" if value == int(value) or abs(value) >= 10 else f"{value:,.1f}"
 
 
 def line_chart(

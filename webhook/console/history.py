@@ -48,8 +48,11 @@ class History:
         finally:
             lite.close()
 
-    def rows(self, where: str, params: Sequence[Any], order: str, limit: int) -> list[dict[str, Any]]:
-        """Records matching ``where`` (with ``?`` marks), decoded, at most ``limit``."""
+    def rows(
+        self, where: str, params: Sequence[Any], order: str, limit: int, lazy: bool = False
+    ) -> list[dict[str, Any]]:
+        """Records matching ``where`` (with ``?`` marks), at most ``limit``; ``lazy`` leaves the JSON
+        in ``_data`` for :func:`_decode_data` to decode only the rows that are shown."""
         # Table names passed tables.safe_prefix(); values go as parameters (hence the nosec).
         sql = f"SELECT {ROW} FROM {self.records} WHERE {where} ORDER BY {order} LIMIT {int(limit)}"  # nosec B608
         if self.postgres:
@@ -64,17 +67,19 @@ class History:
             if "no such table" in str(exc):
                 return []
             raise
-        return [_decode(row) for row in fetched]
+        return [_columns(row) if lazy else _decode(row) for row in fetched]
 
     def account_media(self, account: str, limit: int = 100) -> list[dict[str, Any]]:
         """The account's media, newest published first, each with its latest record."""
-        marks = ", ".join("?" * len(MEDIA_KINDS))
-        where = f"account_id = ? AND kind IN ({marks})"
-        found = self.rows(where, [account, *MEDIA_KINDS], "captured_at DESC", MAX_SCAN)
+        found: list[dict[str, Any]] = []
+        for kind in MEDIA_KINDS:  # one kind per query, so the index gives the order and LIMIT stops early
+            found += self.rows("account_id = ? AND kind = ?", [account, kind], "captured_at DESC", MAX_SCAN, lazy=True)
+        found.sort(key=lambda r: r["captured_at"] or "", reverse=True)
         latest: dict[str, dict[str, Any]] = {}
         for record in found:
             latest.setdefault(str(record.get("media_id")), record)
-        newest = sorted(latest.values(), key=lambda r: r.get("media_timestamp") or r["captured_at"] or "", reverse=True)
+        chosen = [_decode_data(r) for r in latest.values()]
+        newest = sorted(chosen, key=lambda r: r.get("media_timestamp") or r["captured_at"] or "", reverse=True)
         return newest[:limit]
 
     def media(self, media_id: str) -> list[dict[str, Any]]:
@@ -104,11 +109,20 @@ class History:
         return self.rows(" AND ".join(where), params, "captured_at DESC", limit)
 
 
-def _decode(row: Sequence[Any]) -> dict[str, Any]:
-    data = row[7] if isinstance(row[7], dict) else json.loads(row[7])
-    record = dict(data) if isinstance(data, dict) else {}
-    record.update(zip(("id", "kind", "account_id", "media_id", "captured_at", "trigger"), row[:6], strict=True))
+def _columns(row: Sequence[Any]) -> dict[str, Any]:
+    record = dict(zip(("id", "kind", "account_id", "media_id", "captured_at", "trigger"), row[:6], strict=True))
+    record["_data"] = row[7]
     return record
+
+
+def _decode_data(record: dict[str, Any]) -> dict[str, Any]:
+    raw = record.pop("_data", None)
+    data = raw if isinstance(raw, dict) else json.loads(raw) if raw else {}
+    return {**(data if isinstance(data, dict) else {}), **record}
+
+
+def _decode(row: Sequence[Any]) -> dict[str, Any]:
+    return _decode_data(_columns(row))
 
 
 def open_history(settings: Settings) -> History | None:

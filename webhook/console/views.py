@@ -81,8 +81,9 @@ def when(epoch: Any) -> str:
     if epoch in (None, ""):
         return "—"
     if isinstance(epoch, str):
-        return epoch.replace("T", " ").replace("Z", " UTC")
-    return datetime.fromtimestamp(float(epoch), UTC).strftime("%Y-%m-%d %H:%M UTC")
+        parsed = _epoch(epoch)
+        return when(parsed) if parsed is not None else epoch
+    return datetime.fromtimestamp(float(epoch), UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 @bp.app_template_filter("ago")
