@@ -38,7 +38,7 @@ def settings_secrets(settings: Settings) -> list[str]:
     """Every secret value a ``Settings`` holds, but sink URLs: each sink names its own secrets
     (``workers.sinks.secrets``), taught here whenever the sinks are configured or loaded."""
     values = [*settings.app_secrets, settings.verify_token, settings.access_token, settings.sink_secret]
-    values += [settings.console_password, settings.secret_key]
+    values += [settings.console_password, *(settings.secret_key or "").split(",")]
     values += list(settings.access_tokens.values())
     return [v for v in values if v]
 

@@ -184,3 +184,18 @@ def test_secret_key_is_required(tmp_path, redis):
     env = console_env(tmp_path, IGRELAY_SECRET_KEY="")
     with pytest.raises(ConfigError, match="IGRELAY_SECRET_KEY"):
         create_app(make_settings(tmp_path, **env), redis=redis)
+
+
+def test_per_minute_series_from_snapshots(redis):
+    from types import SimpleNamespace
+
+    from config import stats
+
+    now = 1_800_000_000.0
+    minute = int(now // 60)
+    redis.hset(contract.STATS_MINUTES, mapping={minute - 2: "10 4", minute - 1: "25 10", minute: "27 13"})
+    redis.hset(contract.STATS, mapping={stats.DELIVERIES: 30, stats.field(stats.RECORDS, kind="a"): 14})
+    series = stats.per_minute(redis, minutes=3, now=now)
+    assert series == [(minute - 3, None, None), (minute - 2, 15, 6), (minute - 1, 2, 3)]
+    assert stats.snapshot_minute(SimpleNamespace(redis=redis)) in (0, 1)  # one snapshot per minute
+    assert stats.snapshot_minute(SimpleNamespace(redis=redis)) == 0
