@@ -165,7 +165,8 @@ def test_activity_filters(console, browser):
 def test_pause_and_resume(browser, redis):
     login(browser)
     token = csrf(browser.get("/console/accounts").get_data(as_text=True))
-    assert browser.post(f"/console/accounts/{ACCOUNT}/pause", data={"csrf_token": token, "for": "1h"}).status_code == 302
+    paused = browser.post(f"/console/accounts/{ACCOUNT}/pause", data={"csrf_token": token, "for": "1h"})
+    assert paused.status_code == 302
     assert 3500 < redis.ttl(contract.paused_until(ACCOUNT)) <= 3600
     assert b"paused until" in browser.get("/console/accounts").data
     browser.post(f"/console/accounts/{ACCOUNT}/resume", data={"csrf_token": token})
