@@ -45,3 +45,14 @@ ensure_redis() {
 ensure_test_redis() {
   ensure_redis "${IGRELAY_TEST_REDIS_URL:-redis://127.0.0.1:6379/13}" bin/test
 }
+
+# The browser tests drive Debian's chromium with Playwright (a dev extra): install chromium when it
+# is missing and we may (root with apt-get); otherwise say so, and the browser tests fail under CI.
+ensure_chromium() {
+  if [ -x /usr/bin/chromium ]; then return 0; fi
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "bin/test: installing chromium for the browser tests" >&2
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null && return 0
+  fi
+  echo "bin/test: /usr/bin/chromium is missing (apt-get install chromium); the browser tests will not run" >&2
+}

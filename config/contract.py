@@ -23,6 +23,7 @@ INBOX_DEAD_TTL = 7 * 86400
 
 # --- counters behind /metrics ---
 STATS = PREFIX + "stats"  # hash
+STATS_MINUTES = PREFIX + "stats:minutes"  # hash: minute (epoch // 60) -> "deliveries records" totals then
 
 # --- fetch scheduling ---
 FETCH_DUE = PREFIX + "fetch:due"  # zset: member ACCOUNT:MEDIA, score = when to fetch
@@ -118,6 +119,12 @@ def sink_disabled(sink: str) -> str:
 def stream_ids(stream: str) -> str:
     """Zset of record ids already added to a Redis stream sink (kept in the target Redis)."""
     return PREFIX + "stream-ids:" + stream
+
+
+# --- the web console ---
+def console_login_failures(client: str) -> str:
+    """Counter of failed console logins from one client address, EX 60 s."""
+    return PREFIX + "console:login-failures:" + client
 
 
 # --- jobs: the dotted paths RQ imports; the worker runs these and nothing else ---

@@ -41,7 +41,7 @@ def settings_secrets(settings: Settings) -> list[str]:
     """Every secret value a ``Settings`` holds, but sink URLs: each sink names its own secrets
     (``workers.sinks.secrets``), taught here whenever the sinks are configured or loaded."""
     values = [*settings.app_secrets, settings.verify_token, settings.access_token, settings.sink_secret]
-    values += [*settings.secret_keys, settings.metrics_token]
+    values += [*settings.secret_keys, settings.metrics_token, settings.console_password]
     values += list(settings.access_tokens.values())
     return [v for v in values if v]
 

@@ -18,9 +18,12 @@ Worst case: 70 + 20 + 15 = 105 s for a job, 61 + 20 + 15 = 96 s for the schedule
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from typing import Any
 
 from rq import Retry
+
+from config.settings import parse_duration
 
 # One queue, on purpose. A worker on one queue dequeues with LMOVE into RQ's intermediate queue,
 # so a job taken by a worker that is killed a moment later is recovered; with several queues RQ
@@ -77,3 +80,11 @@ def presets(deliver_span: int = DAY) -> dict[str, dict[str, Any]]:
         "tick": {"retry": _retry(2, 5), "job_timeout": 60, "result_ttl": 120, "failure_ttl": DAY},
         "periodic": {"retry": _retry(60, 600, 1800), "job_timeout": 600, "result_ttl": 600, "failure_ttl": 7 * DAY},
     }
+
+
+def deliver_preset(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Enqueue keywords for a delivery to a sink with these TOML ``options``: the ``deliver`` preset
+    over the sink's ``retry_span``."""
+    raw = options.get("retry_span", "1d")
+    span = int(raw) if isinstance(raw, (int, float)) else parse_duration("[sinks] retry_span", str(raw))
+    return presets(deliver_span=span)["deliver"]

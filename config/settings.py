@@ -140,6 +140,9 @@ class Settings:
     secret_keys: tuple[str, ...] = field(default=(), repr=False)
     meta_app_id: str | None = None
     metrics_token: str | None = field(default=None, repr=False)
+    # The web console (off unless a password is set).
+    console_password: str | None = field(default=None, repr=False)
+    trusted_proxies: int = 1  # proxy hops whose X-Forwarded-For/-Proto the console believes
     # From the TOML config, checked and typed in __post_init__.
     fetch_threads: int = field(init=False)  # [fetch] threads: Graph calls in flight per fetch job
     fetch_batch: int = field(init=False)  # [fetch] batch: media per fetch job
@@ -214,6 +217,8 @@ class Settings:
             secret_keys=_parse_secret_keys("IGRELAY_SECRET_KEY", get("IGRELAY_SECRET_KEY", "")),
             meta_app_id=_parse_app_id("META_APP_ID", get("META_APP_ID", "").strip()),
             metrics_token=get("IGRELAY_METRICS_TOKEN", "").strip() or None,
+            console_password=get("IGRELAY_CONSOLE_PASSWORD", "").strip() or None,
+            trusted_proxies=_parse_int("IGRELAY_TRUSTED_PROXIES", get("IGRELAY_TRUSTED_PROXIES", "1")),
         )
 
     def require_web(self) -> Settings:
@@ -222,6 +227,12 @@ class Settings:
             raise ConfigError("META_APP_SECRET: not set; the webhook cannot verify deliveries without it")
         if not self.verify_token:
             raise ConfigError("META_VERIFY_TOKEN: not set; the subscription handshake needs it")
+        return self
+
+    def require_console(self) -> Settings:
+        """Raise unless the console, when on, has a key to sign its sessions with."""
+        if self.console_password and not self.secret_keys:
+            raise ConfigError("IGRELAY_SECRET_KEY: not set; the console needs it to sign its sessions")
         return self
 
     def redis_options(self) -> dict[str, Any]:

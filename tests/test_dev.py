@@ -88,6 +88,12 @@ def test_dev_turns_a_comment_into_records_and_ctrl_c_stops_everything(tmp_path: 
             url, params={"hub.mode": "subscribe", "hub.verify_token": token, "hub.challenge": "c1"}
         )
         assert challenge.text == "c1"
+        console, password = field(banner, "console").split()[0], field(banner, "console").split()[-1].rstrip(")")
+        session = requests.Session()
+        form = session.get(console + "/login").text
+        csrf = form.split('name="csrf_token" value="')[1].split('"')[0]
+        logged = session.post(console + "/login", data={"password": password, "csrf_token": csrf})
+        assert logged.status_code == 200 and "Overview" in logged.text
         sent = igrelay(
             "simulate", "comments", "--url", url, "--account", DEMO_ACCOUNT, "--media", DEMO_MEDIA, cwd=tmp_path
         )

@@ -33,4 +33,8 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
     from webhook.views import bp
 
     app.register_blueprint(bp)
+    if settings.console_password:  # off: no route, no session, no proxy fix for /webhook to pay for
+        from webhook.console import init_app
+
+        init_app(app, settings, redis)
     return app

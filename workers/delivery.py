@@ -29,8 +29,8 @@ from rq import Queue, Retry, get_current_job
 from rq.job import Job
 
 from config import contract, stats
-from config.rq import QUEUE, SERIALIZER, presets
-from config.settings import ConfigError, Settings, parse_duration
+from config.rq import QUEUE, SERIALIZER, deliver_preset, presets
+from config.settings import ConfigError, Settings
 from workers import sinks
 from workers.sinks import PermanentSinkError, Record, Sink, SinkError, SinkGone
 from workers.sinks import _ledger as ledger
@@ -42,11 +42,8 @@ log = logging.getLogger("igrelay.delivery")
 
 
 def job_options(options: Mapping[str, Any]) -> dict[str, Any]:
-    """Enqueue keywords for a delivery to a sink with these TOML ``options``: the ``deliver`` preset
-    over the sink's ``retry_span``."""
-    raw = options.get("retry_span", "1d")
-    span = int(raw) if isinstance(raw, (int, float)) else parse_duration("[sinks] retry_span", str(raw))
-    return presets(deliver_span=span)["deliver"]
+    """Enqueue keywords for a delivery to a sink with these TOML ``options``."""
+    return deliver_preset(options)
 
 
 def emit(redis: Redis, settings: Settings, records: Sequence[Record], pipeline: Any = None) -> int:

@@ -30,6 +30,7 @@ TASKS: list[str] = [
     "workers.account_insights:due",
     "workers.polling:token_refresh_due",
     "workers.watchdog:due",
+    "config.stats:snapshot_minute",
 ]
 
 log = logging.getLogger("igrelay.ticker")

@@ -44,8 +44,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Run the web server (gunicorn) and a worker with the scheduler. Uses the Redis at "
         "REDIS_URL if it answers, else starts a private redis-server. Without an access token it starts "
         "a sandbox Graph API with demo accounts and media. Missing META_APP_SECRET / META_VERIFY_TOKEN "
-        "get dev values; records go to IGRELAY_SINKS (default sqlite:///igrelay.sqlite3). Prints the "
-        "webhook URL, the verify token and an 'igrelay simulate' line to try. Ctrl-C stops everything.",
+        "get dev values; records go to IGRELAY_SINKS (default sqlite:///igrelay.sqlite3). Turns on the web "
+        "console (a password is made unless IGRELAY_CONSOLE_PASSWORD is set). Prints the "
+        "webhook URL, the console's URL and password, the verify token and an 'igrelay simulate' line to try. "
+        "Ctrl-C stops everything.",
     )
     parser.add_argument("--port", type=int, help="web port (default $PORT or 8000)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
@@ -122,6 +124,10 @@ def prepare(settings: Settings, sup: Supervisor, stop: threading.Event, tmp: Pat
         env["META_APP_SECRET"] = "dev-" + secrets.token_hex(16)
     if not settings.verify_token:
         env["META_VERIFY_TOKEN"] = "dev-" + secrets.token_urlsafe(12)
+    if not settings.console_password:
+        env["IGRELAY_CONSOLE_PASSWORD"] = "dev-" + secrets.token_urlsafe(12)
+    if not settings.secret_keys:
+        env["IGRELAY_SECRET_KEY"] = secrets.token_urlsafe(32)
     if settings.debounce_seconds == Settings.debounce_seconds:  # the default: shorten it to see records soon
         env["IGRELAY_DEBOUNCE_SECONDS"] = DEV_DEBOUNCE
     return env, notes
@@ -215,10 +221,12 @@ def banner(url: str, env: dict[str, str], settings: Settings, notes: Notes) -> N
     account = DEMO_ACCOUNT if sandbox else (settings.accounts or [DEMO_ACCOUNT])[0]
     media = DEMO_MEDIA if sandbox else "MEDIA_ID"
     secret = "" if settings.app_secrets else f"META_APP_SECRET={env['META_APP_SECRET']} "
+    password = env.get("IGRELAY_CONSOLE_PASSWORD") or settings.console_password
     lines = [
         "igrelay dev is running",
         f"  webhook URL    {url}/webhook   (for Meta, expose it over https, e.g. ngrok http {url.rpartition(':')[2]})",
         f"  verify token   {env['META_VERIFY_TOKEN']}",
+        f"  console        {url}/console   (password {password})",
         *(f"  {name:<14} {text}" for name, text in notes),
         f"  records go to  {', '.join(_where(s) for s in settings.sinks)}",
         f"  try            {secret}igrelay simulate comments --url {url}/webhook --account {account} --media {media}",

@@ -20,7 +20,6 @@ Exception texts never hold a sink URL: callers store them in Redis and logs.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,8 +28,9 @@ from urllib.parse import urlsplit
 
 from redis import Redis
 
-from config import logs
+from config import logs, sinkconf
 from config.settings import ConfigError, Settings, redact_url
+from config.sinkconf import sink_name as sink_name  # callers name sinks through this module
 
 Record = dict[str, Any]
 
@@ -119,25 +119,11 @@ class Sink:
         return [url, urlsplit(url).password or ""]
 
 
-def sink_name(url: str) -> str:
-    """A stable, secret-free name for a sink URL (used in job arguments, logs and metrics)."""
-    scheme = urlsplit(url).scheme or "sink"
-    return f"{scheme}-{hashlib.sha256(url.encode()).hexdigest()[:10]}"
-
-
 def configured(settings: Settings) -> dict[str, tuple[str, Mapping[str, Any]]]:
     """``{name: (url, options)}`` from ``IGRELAY_SINKS`` plus the TOML ``[sinks.NAME]`` tables.
 
     Each sink's secrets are taught to log redaction on the way."""
-    out: dict[str, tuple[str, Mapping[str, Any]]] = {}
-    tables = settings.section("sinks")
-    by_url = {t.get("url"): (n, t) for n, t in tables.items() if isinstance(t, Mapping)}
-    for url in settings.sinks:
-        name, options = by_url.get(url, (sink_name(url), {}))
-        out[name] = (url, options)
-    for name, table in tables.items():
-        if isinstance(table, Mapping) and table.get("url") and name not in out:
-            out[name] = (str(table["url"]), table)
+    out = sinkconf.configured(settings)
     for url, options in out.values():
         learn_secrets(url, options)
     return out

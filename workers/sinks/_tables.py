@@ -1,15 +1,5 @@
-"""Not a sink: the SQL layout shared by the SQLite and PostgreSQL sinks, the rows a record becomes,
+"""Not a sink: the rows a record becomes in the SQL sinks' tables (the layout is ``config.tables``),
 and how their drivers' errors are reported.
-
-``records`` holds one row per record id (the columns people filter on, plus the whole record as
-JSON); ``record_metrics`` holds one row per (record, metric), so metrics are plain SQL::
-
-    SELECT r.media_id, m.value FROM records r JOIN record_metrics m ON m.record_id = r.id
-    WHERE m.name = 'reach' ORDER BY r.captured_at;
-
-``record_breakdowns`` holds one row per (record, metric, breakdown, key) of a record's
-``breakdowns``: ``SELECT key, value FROM record_breakdowns WHERE metric = 'follower_demographics'
-AND breakdown = 'country'``.
 """
 
 from __future__ import annotations
@@ -19,34 +9,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from config.settings import ConfigError
+from config.tables import COLUMNS as COLUMNS
+from config.tables import LAST_TABLE as LAST_TABLE
+from config.tables import ddl as ddl
+from config.tables import safe_prefix as safe_prefix
 from workers.sinks import Record, SinkError
 
 # json.dumps(r, ...) builds this encoder on every call; one per process is the same output, cheaper.
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
-
-COLUMNS = ("id", "kind", "account_id", "media_id", "captured_at", "trigger", "media_product_type", "data")
-
-
-def ddl(prefix: str, json_type: str, schema: str = "") -> list[str]:
-    """``CREATE TABLE/INDEX IF NOT EXISTS`` statements for ``{schema.}{prefix}records`` and friends."""
-    index = prefix
-    prefix = f"{schema}.{prefix}" if schema else prefix
-    return [
-        f"CREATE TABLE IF NOT EXISTS {prefix}records (id TEXT PRIMARY KEY, kind TEXT NOT NULL, account_id TEXT,"
-        f" media_id TEXT, captured_at TEXT, trigger TEXT, media_product_type TEXT, data {json_type} NOT NULL)",
-        f"CREATE TABLE IF NOT EXISTS {prefix}record_metrics (record_id TEXT NOT NULL REFERENCES {prefix}records(id),"
-        f" name TEXT NOT NULL, value DOUBLE PRECISION, PRIMARY KEY (record_id, name))",
-        f"CREATE INDEX IF NOT EXISTS {index}records_media ON {prefix}records (media_id, captured_at)",
-        f"CREATE INDEX IF NOT EXISTS {index}records_account ON {prefix}records (account_id, kind, captured_at)",
-        f"CREATE INDEX IF NOT EXISTS {index}record_metrics_name ON {prefix}record_metrics (name)",
-        f"CREATE TABLE IF NOT EXISTS {prefix}record_breakdowns (record_id TEXT NOT NULL REFERENCES {prefix}records(id),"
-        " metric TEXT NOT NULL, breakdown TEXT NOT NULL, key TEXT NOT NULL, value DOUBLE PRECISION,"
-        " PRIMARY KEY (record_id, metric, breakdown, key))",
-    ]
-
-
-LAST_TABLE = "record_breakdowns"  # the last table ``ddl`` creates: when it exists, they all do
 
 
 def breakdowns_sql(prefix: str, mark: str, schema: str = "") -> str:
@@ -157,14 +127,6 @@ def rows(records: Sequence[Record]) -> tuple[list[tuple[Any, ...]], list[tuple[A
             if isinstance(value, (int, float)) and not isinstance(value, bool)
         ]
     return out, metrics
-
-
-def safe_prefix(raw: Any) -> str:
-    """A table prefix made only of letters, digits and underscores (it is spliced into SQL)."""
-    text = str(raw or "")
-    if not all(c.isalnum() or c == "_" for c in text):
-        raise ConfigError("IGRELAY_CONFIG: [sinks] table_prefix may hold only letters, digits and underscores")
-    return text
 
 
 # Fixed descriptions by SQLSTATE class: https://www.postgresql.org/docs/current/errcodes-appendix.html
