@@ -200,3 +200,24 @@ def test_per_minute_series_from_snapshots(redis):
     assert series == [(minute - 3, None, None), (minute - 2, 15, 6), (minute - 1, 2, 3)]
     assert stats.snapshot_minute(SimpleNamespace(redis=redis)) in (0, 1)  # one snapshot per minute
     assert stats.snapshot_minute(SimpleNamespace(redis=redis)) == 0
+
+
+def test_account_page_shows_days_and_the_latest_demographics(console, browser):
+    from workers import records
+
+    settings, _app = console
+    day = records.account_insights(ACCOUNT, "2026-11-20", {"reach": 310, "views": 900}, {}, "schedule")
+    demographics = records.account_insights(
+        ACCOUNT,
+        "2026-11-20",
+        {},
+        {},
+        "schedule",
+        breakdowns={"follower_demographics": {"country": {"DE": 120, "FR": 80}, "age": {"25-34": 150}}},
+        timeframe="this_month",
+    )
+    store(settings, [day, demographics])
+    login(browser)
+    page = browser.get(f"/console/accounts/{ACCOUNT}").get_data(as_text=True)
+    assert "follower demographics by country (this_month)" in page and "No demographics stored yet" not in page
+    assert "follower demographics by age (this_month)" in page

@@ -91,13 +91,15 @@ class History:
         found = self.rows("account_id = ? AND kind = ?", [account, "account_insights"], "captured_at DESC", limit)
         days: dict[str, dict[str, Any]] = {}
         for record in found:
+            if record.get("timeframe"):  # a demographics snapshot, not a day
+                continue
             days.setdefault(str(record.get("day") or record["captured_at"][:10]), record)
         return [days[d] for d in sorted(days)]
 
     def demographics(self, account: str) -> dict[str, Any] | None:
-        """The account's latest demographics record, if one was stored."""
-        found = self.rows("account_id = ? AND kind = ?", [account, "account_demographics"], "captured_at DESC", 1)
-        return found[0] if found else None
+        """The account's latest demographics snapshot (an ``account_insights`` record with a ``timeframe``)."""
+        found = self.rows("account_id = ? AND kind = ?", [account, "account_insights"], "captured_at DESC", 20)
+        return next((r for r in found if r.get("timeframe") and r.get("breakdowns")), None)
 
     def activity(self, account: str = "", kind: str = "", field: str = "", limit: int = 100) -> list[dict[str, Any]]:
         """The latest records, newest first, filtered by account, kind and webhook field (trigger)."""

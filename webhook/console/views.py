@@ -236,15 +236,15 @@ def _day_label(day: float) -> str:
 
 
 def _demographic_bars(record: dict[str, Any] | None) -> list[tuple[str, list[charts.Bar], int]]:
-    """One bar chart per breakdown of the latest demographics record (any mapping of numbers in it)."""
+    """One bar chart per (metric, breakdown) of the latest demographics snapshot, largest values first."""
     if not record:
         return []
-    source = record.get("demographics") or record.get("breakdowns") or record.get("metrics") or {}
     out = []
-    for name, values in sorted(source.items()):
-        if isinstance(values, dict):
+    for metric, by in sorted((record.get("breakdowns") or {}).items()):
+        for breakdown, values in sorted(by.items()):
             items = [(str(k), float(v)) for k, v in values.items() if isinstance(v, (int, float))]
-            out.append(charts.bar_chart(name, items))
+            title = f"{metric.replace('_', ' ')} by {breakdown} ({record.get('timeframe')})"
+            out.append(charts.bar_chart(title, items))
     return out
 
 
