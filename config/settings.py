@@ -21,6 +21,9 @@ from urllib.parse import urlsplit
 
 DEFAULT_GRAPH_API_URL = "https://graph.instagram.com"
 DEFAULT_GRAPH_API_VERSION = "v25.0"
+LOGIN_TYPES = ("instagram", "facebook")
+DEFAULT_STORY_SCHEDULE = "15m,1h,3h,6h,12h,23h"
+STORY_LIFETIME = 24 * 3600  # https://developers.facebook.com/docs/instagram-platform/reference/instagram-media/insights
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -135,6 +138,9 @@ class Settings:
     sink_secret: str | None = field(default=None, repr=False)
     sink_allow_private: bool = False
     redis_tls_verify: bool = True
+    login_type: str = "instagram"  # IGRELAY_LOGIN_TYPE: instagram (graph.instagram.com) or facebook
+    story_schedule: tuple[int, ...] = (900, 3600, 10800, 21600, 43200, 82800)  # after a story is posted
+    app_id: str | None = None  # META_APP_ID: picks this app's entry out of a Page's subscribed_apps
     # From the TOML config, checked and typed in __post_init__.
     fetch_threads: int = field(init=False)  # [fetch] threads: Graph calls in flight per fetch job
     fetch_batch: int = field(init=False)  # [fetch] batch: media per fetch job
@@ -205,6 +211,9 @@ class Settings:
             sink_secret=get("IGRELAY_SINK_SECRET", "").strip() or None,
             sink_allow_private=_parse_bool("IGRELAY_SINK_ALLOW_PRIVATE", get("IGRELAY_SINK_ALLOW_PRIVATE", "")),
             redis_tls_verify=_parse_bool("REDIS_TLS_VERIFY", get("REDIS_TLS_VERIFY", "true")),
+            login_type=_parse_login_type(get("IGRELAY_LOGIN_TYPE", ""), get("GRAPH_API_URL", DEFAULT_GRAPH_API_URL)),
+            story_schedule=_parse_story_schedule(get("IGRELAY_STORY_SCHEDULE", DEFAULT_STORY_SCHEDULE)),
+            app_id=_parse_app_id(get("META_APP_ID", "")),
         )
 
     def require_web(self) -> Settings:
@@ -238,8 +247,8 @@ class Settings:
 
     @property
     def is_instagram_login(self) -> bool:
-        """True unless the Graph host is graph.facebook.com (Facebook Login)."""
-        return "graph.facebook.com" not in self.graph_api_url
+        """True under Instagram Login (``IGRELAY_LOGIN_TYPE=instagram``), False under Facebook Login."""
+        return self.login_type == "instagram"
 
     def section(self, name: str) -> Mapping[str, Any]:
         """A table of the TOML config (``{}`` when absent)."""
@@ -275,6 +284,31 @@ def _check_metrics(table: Mapping[str, Any]) -> None:
     for key, value in table.items():
         if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
             raise ConfigError(f"IGRELAY_CONFIG: [metrics] {key} must be a list of metric names")
+
+
+def _parse_login_type(raw: str, graph_api_url: str) -> str:
+    """``IGRELAY_LOGIN_TYPE``, defaulting from the Graph host: graph.facebook.com means Facebook Login."""
+    value = raw.strip().lower()
+    if not value:
+        return "facebook" if urlsplit(graph_api_url.strip()).hostname == "graph.facebook.com" else "instagram"
+    if value not in LOGIN_TYPES:
+        raise ConfigError(f"IGRELAY_LOGIN_TYPE: {raw!r} is not instagram or facebook")
+    return value
+
+
+def _parse_story_schedule(raw: str) -> tuple[int, ...]:
+    """Offsets after a story is posted, each inside its 24 hours."""
+    offsets = parse_schedule("IGRELAY_STORY_SCHEDULE", raw)
+    if not offsets or offsets[-1] >= STORY_LIFETIME:
+        raise ConfigError("IGRELAY_STORY_SCHEDULE: give offsets under 24h (a story and its insights last 24 hours)")
+    return offsets
+
+
+def _parse_app_id(raw: str) -> str | None:
+    value = raw.strip()
+    if value and not value.isdigit():
+        raise ConfigError("META_APP_ID: expected the numeric app id from the Meta App Dashboard")
+    return value or None
 
 
 def _parse_bool(name: str, raw: str) -> bool:

@@ -74,9 +74,11 @@ def test_errors_are_classified_redacted_and_counted(client, graph_sandbox, redis
 
 def test_terminal_answers(client, graph_sandbox) -> None:  # type: ignore[no-untyped-def]
     account = graph_sandbox.accounts[0]
+    denied = graph_sandbox.add_media(account, "FEED", "IMAGE")
+    graph_sandbox.deny_media(denied)
     cases = {
         graph_sandbox.add_media(account, "FEED", "IMAGE", pre_conversion=True): "pre_conversion",
-        graph_sandbox.add_media(account, "STORY", "IMAGE", story_viewers=2): "not_enough_viewers",
+        denied: "no_permission",  # code 10 for one media: that media, not the account's token
     }
     gone = graph_sandbox.add_media(account, "FEED", "IMAGE")
     graph_sandbox.delete_media(gone)
@@ -85,6 +87,16 @@ def test_terminal_answers(client, graph_sandbox) -> None:  # type: ignore[no-unt
         with pytest.raises(graph.TerminalError) as caught:
             client.media(account, media_id, graph_sandbox.media(media_id).media_product_type)
         assert caught.value.reason == reason
+
+
+def test_a_young_story_is_not_terminal(client, graph_sandbox) -> None:  # type: ignore[no-untyped-def]
+    account = graph_sandbox.accounts[0]
+    story = graph_sandbox.add_media(account, "STORY", "IMAGE", story_viewers=50)
+    with pytest.raises(graph.TooFewViewers) as caught:  # no viewers yet, right after posting
+        client.media(account, story, "STORY")
+    assert not isinstance(caught.value, graph.TerminalError) and caught.value.reason == "not_enough_viewers"
+    graph_sandbox.advance(3 * 3600)  # viewers come
+    assert client.media(account, story, "STORY").metrics["reach"] >= 5
 
 
 def test_refreshed_token_is_stored_and_preferred(client, graph_sandbox, redis) -> None:  # type: ignore[no-untyped-def]
