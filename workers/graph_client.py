@@ -229,8 +229,8 @@ class _Degrade:
     """Asks for metrics past Meta's refusals: named ones are dropped; unnamed ones are found by halves.
 
     For k refusals Meta does not attribute among n metrics this costs at most k x ceil(log2 n) calls
-    more than if Meta had named them (one call each). If no call succeeds at all, the error is not about
-    metrics and is raised.
+    more than if Meta had named them (one call each). When two metrics have been found and still
+    nothing answers, the error is about the media, not its metrics: it is raised and nothing is remembered.
     """
 
     def __init__(self, call: Callable[[list[str]], MediaResult]) -> None:
@@ -245,8 +245,8 @@ class _Degrade:
             culprit, untested = self.isolate(pending)
             self.refused.append(culprit)
             pending = self.ask(untested) if untested else []
-            if pending and self.result is None:  # nothing answers, whatever is left out: not a metric refusal
-                raise self.first or GraphError("no metrics could be fetched")
+            if pending and self.result is None and len(self.refused) >= 2:
+                raise self.first or GraphError("no metrics answer")  # nothing ever answers: the media, not a metric
         if self.result is None:
             return self.call([])  # every metric refused: the node alone
         return self.result
