@@ -29,7 +29,7 @@ from workers.graph import GraphError
 from workers.graph_client import open_client
 from workers.redis_values import text_map
 
-SUBSCRIPTION_CODES = ("not_subscribed", "fields_missing")
+SUBSCRIPTION_CODES = ("not_subscribed", "fields_missing", "app_unknown")
 log = logging.getLogger("igrelay.watchdog")
 
 
@@ -79,6 +79,8 @@ def _subscription(redis: Redis, settings: Settings, account: str) -> dict[str, s
         except GraphError as exc:
             log.info("watchdog could not read the subscription", extra={"account": account, "error": str(exc)})
             return None
+    if have is None:
+        return {"app_unknown": "several apps are subscribed to the Page: set META_APP_ID so this app's is checked"}
     return compare(have, subscriptions.fields_for(settings))
 
 
