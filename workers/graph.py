@@ -170,7 +170,7 @@ def parse_listing(body: Mapping[str, Any]) -> tuple[list[dict[str, Any]], str | 
 
 def regain_seconds(headers: Mapping[str, str]) -> int:
     """The longest ``estimated_time_to_regain_access`` (minutes) in the usage headers, in seconds."""
-    minutes = 0
+    minutes = 0.0
     # https://developers.facebook.com/docs/graph-api/overview/rate-limiting
     for name in ("X-Business-Use-Case-Usage", "X-App-Usage"):
         minutes = max(minutes, *_regain_minutes(_json(headers.get(name))), 0)
@@ -203,8 +203,8 @@ def pace_seconds(percent: float) -> int:
 def _regain_minutes(usage: Any) -> list[float]:
     """Every ``estimated_time_to_regain_access`` in a usage header, however nested."""
     if isinstance(usage, dict):
-        found = [usage.get("estimated_time_to_regain_access")]
-        found = [v for v in found if isinstance(v, (int, float))]
+        regain = usage.get("estimated_time_to_regain_access")
+        found = [float(regain)] if isinstance(regain, (int, float)) else []
         return found + [m for v in usage.values() for m in _regain_minutes(v)]
     if isinstance(usage, list):
         return [m for v in usage for m in _regain_minutes(v)]

@@ -88,7 +88,7 @@ class GraphClient:
         if self.redis is not None:
             stored = self.redis.hmget(contract.token(account), "token", "source")
             if stored[0] and (stored[1] or b"").decode() == fingerprint(configured):
-                token = stored[0].decode()
+                token: str = stored[0].decode()
                 register_secrets([token])
                 return token
         return configured
@@ -126,10 +126,10 @@ class GraphClient:
         if reply.status_code == 200 and isinstance(body, dict) and "error" not in body:
             self._count(account, "ok")
             return body
-        exc = graph.classify(reply.status_code, body, reply.headers, requested)
-        exc.args = (_clean(str(exc), token),)
-        self._count(account, next((v for k, v in _OUTCOMES.items() if isinstance(exc, k)), "error"))
-        raise exc
+        error = graph.classify(reply.status_code, body, reply.headers, requested)
+        error.args = (_clean(str(error), token),)
+        self._count(account, next((v for k, v in _OUTCOMES.items() if isinstance(error, k)), "error"))
+        raise error
 
     def _count(self, account: str, outcome: str) -> None:
         if self.redis is not None:

@@ -103,7 +103,7 @@ def record(
         log.warning("watchdog: %s", problems[code], extra={"account": account, "problem": code})
     if previous and not problems:
         log.info("watchdog: account recovered", extra={"account": account})
-    mapping: dict[str, str | int] = {
+    mapping: dict[Any, str | int] = {  # Any: redis-py's key type is a union a dict[str, ...] does not match
         "problems": json.dumps(problems),
         "problem": "; ".join(problems.values()),
         "checked_at": int(now),
