@@ -105,10 +105,18 @@ def fetch_batch(redis: Redis, settings: Settings, items: list[list[str]], now: f
     """Fetch ``items`` concurrently, then emit and reschedule in one MULTI."""
     threads = settings.fetch_threads
     states = _states(redis, items)
-    blocked: dict[str, GraphError] = {}  # accounts throttled or refused during this batch: no more calls
+    # accounts throttled or refused during this batch, or flagged by an earlier batch: no more calls
+    blocked: dict[str, GraphError] = {
+        a: AuthError("account needs reconnection") for a in _flagged(redis, settings, items)
+    }
     with open_client(settings, redis, threads) as client, ThreadPoolExecutor(max_workers=threads) as pool:
         outcomes = list(pool.map(lambda pair: _fetch_one(client, blocked, *pair), zip(items, states, strict=True)))
     return finish(redis, settings, outcomes, now)
+
+
+def _flagged(redis: Redis, settings: Settings, items: list[list[str]]) -> set[str]:
+    """The accounts of ``items`` already flagged for reconnection."""
+    return {a for a in {i[0] for i in items} if media_state.needs_reauth(redis, settings, a)}
 
 
 def _states(redis: Redis, items: list[list[str]]) -> list[dict[str, str]]:
@@ -154,7 +162,8 @@ def finish(redis: Redis, settings: Settings, outcomes: list[Outcome], now: float
     pipe.multi()
     out: list[Record] = []
     counts: dict[str, int] = {}
-    flagged: set[str] = set()
+    refused = [o.item for o in outcomes if isinstance(o.error, AuthError)]
+    flagged: set[str] = _flagged(redis, settings, refused)  # already flagged: not counted or logged again
     applied: list[tuple[list[str], str]] = []
     for outcome in outcomes:
         kind = _apply(pipe, settings, outcome, now, out, flagged)
@@ -208,7 +217,7 @@ def _apply(pipe: Any, settings: Settings, o: Outcome, now: float, out: list[Reco
         return "auth"
     if isinstance(exc, TransientError) and int(o.state.get("attempts") or 0) < MAX_TRANSIENT:
         attempts = int(o.state.get("attempts") or 0) + 1
-        pipe.hset(contract.media(account, media_id), "attempts", attempts)
+        pipe.hset(contract.media(account, media_id), mapping={**_learned(o.state), "attempts": attempts})
         schedule.request_fetch(pipe, account, media_id, trigger, now + media_state.backoff(attempts))
         return "transient"
     log.warning("fetch failed; next try on schedule", extra={"media": media_id, "error": str(exc)})
@@ -251,8 +260,15 @@ def _throttled(pipe: Any, settings: Settings, o: Outcome, exc: ThrottledError, n
                 "account throttled by Meta; paused",
                 extra={"account": paused, "seconds": exc.retry_after, "scope": exc.scope},
             )
+    if _learned(o.state):
+        pipe.hset(contract.media(account, media_id), mapping=_learned(o.state))
     schedule.request_fetch(pipe, account, media_id, trigger, until)
     return "throttled"
+
+
+def _learned(state: dict[str, str]) -> dict[str, str]:
+    """The node fields a describe call already gave, kept so a retry needs no second one."""
+    return {k: state[k] for k in media_state.NODE_FIELDS_BY_STATE if state.get(k)}
 
 
 def _emit_if_changed(pipe: Any, settings: Settings, o: Outcome, record: Record, out: list[Record]) -> None:
