@@ -100,9 +100,14 @@ def lock(task: str, subject: str) -> str:
     return f"{PREFIX}lock:{task}:{subject}"
 
 
-def withdrawn_metrics(version: str, kind: str) -> str:
-    """Set of metrics Meta refused for that Graph version and media kind."""
-    return f"{PREFIX}metrics:withdrawn:{version}:{kind}"
+def withdrawn_metrics(version: str, kind: str, media_type: str | None = None) -> str:
+    """Set of metrics Meta refused for that Graph version, product type and media type."""
+    return f"{PREFIX}metrics:withdrawn:{version}:{kind}:{media_type or '-'}"
+
+
+def metrics_probe(version: str, kind: str, media_type: str | None = None) -> str:
+    """String, EX: a withdrawn set was asked again recently; while it lives no media re-probes it."""
+    return f"{PREFIX}metrics:probe:{version}:{kind}:{media_type or '-'}"
 
 
 # --- sinks ---

@@ -21,6 +21,9 @@ from urllib.parse import urlsplit
 
 DEFAULT_GRAPH_API_URL = "https://graph.instagram.com"
 DEFAULT_GRAPH_API_VERSION = "v25.0"
+LOGIN_TYPES = ("instagram", "facebook")
+DEFAULT_STORY_SCHEDULE = "15m,1h,3h,6h,12h,23h"
+STORY_LIFETIME = 24 * 3600  # https://developers.facebook.com/docs/instagram-platform/reference/instagram-media/insights
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 MIN_SECRET_KEY = 16  # characters of IGRELAY_SECRET_KEY; `generator: secret` makes 64
@@ -143,6 +146,8 @@ class Settings:
     # The web console (off unless a password is set).
     console_password: str | None = field(default=None, repr=False)
     trusted_proxies: int = 1  # proxy hops whose X-Forwarded-For/-Proto the console believes
+    login_type: str = "instagram"  # IGRELAY_LOGIN_TYPE: instagram (graph.instagram.com) or facebook
+    story_schedule: tuple[int, ...] = (900, 3600, 10800, 21600, 43200, 82800)  # after a story is posted
     # From the TOML config, checked and typed in __post_init__.
     fetch_threads: int = field(init=False)  # [fetch] threads: Graph calls in flight per fetch job
     fetch_batch: int = field(init=False)  # [fetch] batch: media per fetch job
@@ -219,6 +224,8 @@ class Settings:
             metrics_token=get("IGRELAY_METRICS_TOKEN", "").strip() or None,
             console_password=get("IGRELAY_CONSOLE_PASSWORD", "").strip() or None,
             trusted_proxies=_parse_int("IGRELAY_TRUSTED_PROXIES", get("IGRELAY_TRUSTED_PROXIES", "1")),
+            login_type=_parse_login_type(get("IGRELAY_LOGIN_TYPE", ""), get("GRAPH_API_URL", DEFAULT_GRAPH_API_URL)),
+            story_schedule=_parse_story_schedule(get("IGRELAY_STORY_SCHEDULE", DEFAULT_STORY_SCHEDULE)),
         )
 
     def require_web(self) -> Settings:
@@ -263,8 +270,8 @@ class Settings:
 
     @property
     def is_instagram_login(self) -> bool:
-        """True unless the Graph host is graph.facebook.com (Facebook Login)."""
-        return "graph.facebook.com" not in self.graph_api_url
+        """True under Instagram Login (``IGRELAY_LOGIN_TYPE=instagram``), False under Facebook Login."""
+        return self.login_type == "instagram"
 
     def section(self, name: str) -> Mapping[str, Any]:
         """A table of the TOML config (``{}`` when absent)."""
@@ -321,6 +328,24 @@ def _parse_app_id(name: str, raw: str) -> str | None:
     if raw and not raw.isdigit():
         raise ConfigError(f"{name}: {raw!r} is not a numeric app id")
     return raw or None
+
+
+def _parse_login_type(raw: str, graph_api_url: str) -> str:
+    """``IGRELAY_LOGIN_TYPE``, defaulting from the Graph host: graph.facebook.com means Facebook Login."""
+    value = raw.strip().lower()
+    if not value:
+        return "facebook" if urlsplit(graph_api_url.strip()).hostname == "graph.facebook.com" else "instagram"
+    if value not in LOGIN_TYPES:
+        raise ConfigError(f"IGRELAY_LOGIN_TYPE: {raw!r} is not instagram or facebook")
+    return value
+
+
+def _parse_story_schedule(raw: str) -> tuple[int, ...]:
+    """Offsets after a story is posted, each inside its 24 hours."""
+    offsets = parse_schedule("IGRELAY_STORY_SCHEDULE", raw)
+    if not offsets or offsets[-1] >= STORY_LIFETIME:
+        raise ConfigError("IGRELAY_STORY_SCHEDULE: give offsets under 24h (a story and its insights last 24 hours)")
+    return offsets
 
 
 def _parse_bool(name: str, raw: str) -> bool:

@@ -42,6 +42,12 @@ def due(redis, account: str, media_id: str, at: float | None = None, trigger: st
     schedule.request_fetch(redis, account, media_id, trigger, at if at is not None else time.time())
 
 
+def fetch_at(settings, redis, at: float) -> None:  # type: ignore[no-untyped-def]
+    """Claim and fetch what is due at ``at`` as if it were then, and deliver the records."""
+    fetch.fetch_batch(redis, settings, fetch.claim(redis, at), at)
+    run_worker(settings)
+
+
 def counter(redis, name: str, **labels: str) -> int:  # type: ignore[no-untyped-def]
     return int(redis.hget(contract.STATS, stats.field(name, **labels)) or 0)
 
@@ -58,13 +64,17 @@ def test_each_media_type_becomes_a_record(graph_settings, graph_sandbox, redis, 
         media, record = graph_sandbox.media(media_id), out[media_id]
         assert record["media_product_type"] == media.media_product_type and record["trigger"] == "comments"
         assert record["kind"] == ("story_insights" if media.media_product_type == "STORY" else "media_insights")
-        if media.story_viewers < 5:
+        next_at = redis.zscore(contract.FETCH_DUE, contract.media_member(account, media_id))
+        if media.media_product_type == "STORY":  # on the story's own schedule, counted from its posting
+            posted = media.timestamp.timestamp()
+            expected = min(posted + o for o in graph_settings.story_schedule if posted + o > time.time())
+            assert next_at == pytest.approx(expected, abs=30)
+        else:
+            assert next_at == pytest.approx(time.time() + 3600, abs=30)
+        if media.story_viewers < 5:  # not yet: asked again on its schedule
             assert record["metrics"] == {} and set(record["unavailable"].values()) == {"not_enough_viewers"}
-            assert redis.zscore(contract.FETCH_DUE, contract.media_member(account, media_id)) is None
         else:
             assert record["metrics"]["reach"] > 0 and record["permalink"].startswith("https://www.instagram.com/")
-            next_at = redis.zscore(contract.FETCH_DUE, contract.media_member(account, media_id))
-            assert next_at == pytest.approx(time.time() + 3600, abs=30)
     assert graph_sandbox.tokens_seen_in_url == 0
 
 
@@ -185,21 +195,101 @@ def test_expired_token_flags_the_account_and_stops_its_fetches(graph_settings, g
 def test_terminal_answers_become_records_with_reasons(graph_settings, graph_sandbox, redis, tmp_path) -> None:  # type: ignore[no-untyped-def]
     account = graph_sandbox.accounts[0]
     pre = graph_sandbox.add_media(account, "FEED", "IMAGE", pre_conversion=True)
-    gone = graph_sandbox.add_media(account, "FEED", "IMAGE")
-    graph_sandbox.delete_media(gone)
-    for media_id in (pre, gone):
+    denied = graph_sandbox.add_media(account, "FEED", "IMAGE")
+    graph_sandbox.deny_media(denied)
+    for media_id in (pre, denied):
         due(redis, account, media_id)
     run_due(graph_settings, redis)
     out = {r["media_id"]: r for r in records(tmp_path)}
     assert set(out[pre]["unavailable"].values()) == {"pre_conversion"}
-    assert set(out[gone]["unavailable"].values()) == {"gone"}
+    assert set(out[denied]["unavailable"].values()) == {"no_permission"}
+    assert not media_state.needs_reauth(redis, graph_settings, account)  # one media refused, not the account
     assert redis.zcard(contract.FETCH_DUE) == 0  # no retry
     assert set(out[pre]["unavailable"]) == set(metric_registry.configured(graph_settings, "FEED", "IMAGE"))
     graph_sandbox.reset_calls()
-    for media_id in (pre, gone):  # more comments later: Meta already said no, so no call and no new record
+    for media_id in (pre, denied):  # more comments later: Meta already said no, so no call and no new record
         due(redis, account, media_id)
     run_due(graph_settings, redis)
     assert graph_sandbox.total_calls == 0 and len(records(tmp_path)) == 2
+
+
+def test_gone_only_once_it_repeats_an_hour_apart(graph_settings, graph_sandbox, redis, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    account = graph_sandbox.accounts[0]
+    flaky, gone = (graph_sandbox.add_media(account, "FEED", "IMAGE") for _ in range(2))
+    for media_id in (flaky, gone):
+        known(redis, account, media_id, "FEED")
+        graph_sandbox.delete_media(media_id)
+        due(redis, account, media_id)
+    now = time.time()
+    fetch_at(graph_settings, redis, now)
+    assert records(tmp_path) == []  # a first 100/33 may be transient: no tombstone yet
+    for media_id in (flaky, gone):
+        at = redis.zscore(contract.FETCH_DUE, contract.media_member(account, media_id))
+        assert at == pytest.approx(now + 3600, abs=2)
+    due(redis, account, gone, now + 600)  # a comment inside the hour: still waits for the hour
+    fetch_at(graph_settings, redis, now + 600)
+    assert redis.zscore(contract.FETCH_DUE, contract.media_member(account, gone)) == pytest.approx(now + 3600, abs=2)
+    graph_sandbox.data.media[flaky].deleted = False  # Meta answers it again
+    fetch_at(graph_settings, redis, now + 3601)
+    out = {r["media_id"]: r for r in records(tmp_path)}
+    assert set(out[gone]["unavailable"].values()) == {"gone"} and out[flaky]["metrics"]["views"] > 0
+    assert redis.hget(contract.media(account, flaky), "gone_at") is None
+    assert redis.zscore(contract.FETCH_DUE, contract.media_member(account, gone)) is None
+
+
+def test_a_young_story_is_asked_again_until_it_has_viewers(graph_settings, graph_sandbox, redis, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    account = graph_sandbox.accounts[0]
+    story = graph_sandbox.add_media(account, "STORY", "IMAGE", story_viewers=80)
+    posted = graph_sandbox.media(story).timestamp.timestamp()
+    redis.hset(contract.media(account, story), mapping={"kind": "STORY", "media_type": "IMAGE"})
+    due(redis, account, story, posted)
+    fetch_at(graph_settings, redis, posted)
+    [first] = records(tmp_path)
+    assert set(first["unavailable"].values()) == {"not_enough_viewers"} and first["metrics"] == {}
+    at = redis.zscore(contract.FETCH_DUE, contract.media_member(account, story))
+    assert at == pytest.approx(posted + graph_settings.story_schedule[0], abs=1)  # 15 minutes after posting, not never
+    graph_sandbox.advance(3 * 3600)  # viewers come
+    fetch_at(graph_settings, redis, posted + 3 * 3600)
+    second = records(tmp_path)[-1]
+    assert second["metrics"]["reach"] >= 5 and "not_enough_viewers" not in second["unavailable"].values()
+    next_at = redis.zscore(contract.FETCH_DUE, contract.media_member(account, story))
+    assert next_at == pytest.approx(posted + 6 * 3600, abs=1)
+
+
+def test_an_app_throttle_pauses_every_account(graph_settings, graph_sandbox, redis) -> None:  # type: ignore[no-untyped-def]
+    account, other = graph_sandbox.accounts[:2]
+    media_id = media_of(graph_sandbox, account, "FEED", "IMAGE")
+    known(redis, account, media_id, "FEED")
+    due(redis, account, media_id)
+    graph_sandbox.fail_next(1, "throttle_app")  # code 4: the app's limit, whichever account asked
+    run_due(graph_settings, redis)
+    assert media_state.is_paused(redis, account) and media_state.is_paused(redis, other)
+
+
+def test_a_user_throttle_pauses_the_accounts_of_that_token(tmp_path, redis) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import make_settings
+    from workers import graph
+
+    settings = make_settings(tmp_path, IG_ACCESS_TOKENS="1=shared,2=shared,3=other")
+    exc = graph.classify(400, {"error": {"code": 17, "message": "(#17) User request limit reached"}}, {})
+    outcome = fetch.Outcome(["1", "55", "comments"], {"kind": "FEED"}, error=exc)
+    fetch.finish(redis, settings, [outcome])
+    assert [media_state.is_paused(redis, a) for a in ("1", "2", "3")] == [True, True, False]
+
+
+def test_usage_above_80_percent_slows_the_account_down(graph_settings, graph_sandbox, redis) -> None:  # type: ignore[no-untyped-def]
+    account, other = graph_sandbox.accounts[:2]
+    graph_sandbox.usage_budget = 10  # 8 calls of one account read 80 % in its X-Business-Use-Case-Usage
+    ids = [graph_sandbox.add_media(account, "FEED", "IMAGE") for _ in range(8)]
+    for media_id in ids:
+        known(redis, account, media_id, "FEED")
+        due(redis, account, media_id)
+    run_due(graph_settings, redis)
+    assert media_state.is_paused(redis, account) and not media_state.is_paused(redis, other)
+    assert counter(redis, "igrelay_rate_limit_paced_total", scope="account") >= 1
+    due(redis, account, ids[0])
+    graph_sandbox.reset_calls()
+    assert run_due(graph_settings, redis) == 0 and graph_sandbox.total_calls == 0  # held back before Meta throttles
 
 
 def test_ticker_runs_the_dispatcher_and_periodic_tasks(graph_settings, graph_sandbox, redis) -> None:  # type: ignore[no-untyped-def]
@@ -284,8 +374,8 @@ def _dump(redis, key: bytes) -> bytes:  # type: ignore[no-untyped-def]
 def test_next_refresh_and_story_last_look() -> None:
     assert media_state.next_refresh(0, 10, (3600, 86400)) == 3600
     assert media_state.next_refresh(0, 90000, (3600, 86400)) is None
-    posted = 1000.0
-    assert media_state.next_refresh(posted + 7200, posted + 7300, (3600, 21600, 86400), posted) == posted + 10800
+    posted = 1000.0  # a story's offsets count from its posting, whenever it was first seen
+    assert media_state.next_refresh(posted + 7200, posted + 7300, (3600, 10800, 86400), posted) == posted + 10800
     assert media_state.next_refresh(posted + 7200, posted + 30000, (3600, 21600, 86400), posted) == posted + 23 * 3600
     assert media_state.next_refresh(posted, posted + 23 * 3600 + 1, (3600,), posted) is None
 

@@ -74,8 +74,8 @@ def test_account_params_refuse_windows_over_30_days() -> None:
     [
         ("error_gone", 400, graph.TerminalError, "reason", "gone"),
         ("error_pre_conversion", 400, graph.TerminalError, "reason", "pre_conversion"),
-        ("error_not_enough_viewers", 400, graph.TerminalError, "reason", "not_enough_viewers"),
-        ("error_permission", 403, graph.AuthError, "code", 10),
+        ("error_not_enough_viewers", 400, graph.TooFewViewers, "reason", "not_enough_viewers"),
+        ("error_permission", 403, graph.TerminalError, "reason", "no_permission"),
         ("error_expired_token", 400, graph.AuthError, "subcode", 463),
         ("error_buc_throttle", 400, graph.ThrottledError, "code", 80002),
         ("error_app_throttle", 403, graph.ThrottledError, "code", 4),
@@ -93,16 +93,57 @@ def test_classify(name: str, status: int, cls: type, attr: str, value: object) -
 def test_classify_names_the_rejected_metric() -> None:
     requested = ["views", "reach", "impressions", "saved"]
     exc = graph.classify(400, sample("error_must_be_one_of"), {}, requested)
-    assert isinstance(exc, graph.MetricRejected) and exc.metric == "impressions"
+    assert isinstance(exc, graph.MetricRejected) and exc.metrics == ("impressions",)
     for name in ("error_impressions_v22", "error_not_supported_product"):
         exc = graph.classify(400, sample(name), {}, requested)
-        assert isinstance(exc, graph.MetricRejected) and exc.metric == "impressions"
+        assert isinstance(exc, graph.MetricRejected) and exc.metrics == ("impressions",)
 
 
-def test_rejected_metric_falls_back_to_the_index() -> None:
-    message = "(#100) metric[1] must be one of the following values: views, reach"
-    assert graph.rejected_metric(message, ["views", "reach"]) == "reach"
-    assert graph.rejected_metric("something else", ["views"]) is None
+@pytest.mark.parametrize(
+    ("message", "refused"),
+    [
+        ("(#100) The Media Insights API does not support the saved metric for this media product type", ("saved",)),
+        (
+            "(#100) The Media Insights API does not support the saved, shares metric for this media product type",
+            ("saved", "shares"),
+        ),
+        ("(#100) The Media Insights API does not support the impressions, replies metric", ("replies",)),
+        ("The metric shares is not supported for this media type", ("shares",)),
+        ("(#100) the views metric is no longer supported for the queried media", ("views",)),
+        ("(#100) The views metric is only available for media shared to Facebook", ("views",)),
+        ("(#100) metric[1] must be one of the following values: views, reach", ("saved", "shares", "replies")),
+        ("(#100) Invalid parameter", ()),
+    ],
+)
+def test_every_refusal_wording_names_its_metrics(message: str, refused: tuple[str, ...]) -> None:
+    requested = ["views", "saved", "shares", "replies"]
+    exc = graph.classify(400, {"error": {"code": 100, "message": message}}, {}, requested)
+    assert isinstance(exc, graph.MetricRejected) and exc.metrics == refused
+
+
+def test_rejected_metrics_fall_back_to_the_index() -> None:
+    message = "(#100) metric[1] must be one of the following values: views, reach, saved"
+    assert graph.rejected_metrics(message, ["views", "reach"]) == ("reach",)
+    assert graph.rejected_metrics("something else", ["views"]) == ()
+
+
+def test_code_100_without_metrics_asked_is_a_plain_error() -> None:
+    exc = graph.classify(400, {"error": {"code": 100, "message": "(#100) Invalid parameter"}}, {})
+    assert type(exc) is graph.GraphError
+
+
+@pytest.mark.parametrize(("code", "scope"), [(4, "app"), (17, "user"), (32, "account"), (80002, "account")])
+def test_throttles_say_whom_they_apply_to(code: int, scope: str) -> None:
+    exc = graph.classify(400, {"error": {"code": code, "message": "limit"}}, {})
+    assert isinstance(exc, graph.ThrottledError) and exc.scope == scope
+
+
+def test_usage_headers_give_percentages_and_a_pace() -> None:
+    buc = {"17841400000000001": [{"type": "instagram", "call_count": 85, "total_time": 20}]}
+    headers = {"X-Business-Use-Case-Usage": json.dumps(buc), "X-App-Usage": '{"call_count": 12, "total_time": 30}'}
+    assert graph.usage_percent(headers) == (30.0, 85.0)
+    assert graph.usage_percent({"X-App-Usage": "junk"}) == (0.0, 0.0)
+    assert graph.pace_seconds(79) == 0 and graph.pace_seconds(80) == 60 and graph.pace_seconds(100) == 900
 
 
 def test_throttle_reads_minutes_from_usage_headers() -> None:

@@ -18,6 +18,18 @@ def test_defaults_match_the_contract():
     assert s.port == 8000
 
 
+def test_login_type_story_schedule_and_app_id():
+    assert Settings.from_env({}).login_type == "instagram"
+    assert Settings.from_env({"GRAPH_API_URL": "https://graph.facebook.com"}).login_type == "facebook"
+    loopback = Settings.from_env({"GRAPH_API_URL": "http://127.0.0.1:9", "IGRELAY_LOGIN_TYPE": "Facebook"})
+    assert loopback.login_type == "facebook" and not loopback.is_instagram_login
+    s = Settings.from_env({})
+    assert s.story_schedule == (900, 3600, 10800, 21600, 43200, 82800) and s.meta_app_id is None
+    custom = Settings.from_env({"IGRELAY_STORY_SCHEDULE": "30m,20h", "META_APP_ID": "123"})
+    assert custom.story_schedule == (1800, 72000)
+    assert Settings.from_env({"META_APP_ID": " 123 "}).meta_app_id == "123"
+
+
 @pytest.mark.parametrize("raw,seconds", [("30", 30), ("90s", 90), ("10m", 600), ("6h", 21600), ("7d", 604800)])
 def test_durations(raw, seconds):
     assert parse_duration("X", raw) == seconds
@@ -37,6 +49,9 @@ def test_durations(raw, seconds):
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
         ({"IG_ACCESS_TOKENS": "abc=secret-token-value"}, "IG_ACCESS_TOKENS"),
         ({"IGRELAY_CONFIG": "/nonexistent/igrelay.toml"}, "IGRELAY_CONFIG"),
+        ({"IGRELAY_LOGIN_TYPE": "twitter"}, "IGRELAY_LOGIN_TYPE"),
+        ({"IGRELAY_STORY_SCHEDULE": "1h,25h"}, "IGRELAY_STORY_SCHEDULE"),
+        ({"META_APP_ID": "my-app"}, "META_APP_ID"),
     ],
 )
 def test_bad_values_name_the_variable_in_one_line(env, name):

@@ -78,3 +78,46 @@ def test_check_shows_the_watchdog_verdict(graph_settings, graph_sandbox, redis) 
     watchdog.watch(redis, graph_settings, account)
     [row] = check.watchdog_rows(graph_settings, redis)
     assert row.status == "problem" and account in row.text and row.fix == "run `igrelay subscribe`"
+
+
+def _facebook(tmp_path, redis, sb, toml: str = "", **extra):  # type: ignore[no-untyped-def]
+    """Settings for ``sb`` played as Facebook Login on loopback, each account with its Page and Page token."""
+    from tests.conftest import make_settings
+
+    config = tmp_path / "igrelay.toml"
+    tables = [
+        f'[accounts."{a}"]\npage_id = "{sb.data.accounts[a].page_id}"\npage_token = "{sb.token_for(a)}"\n'
+        for a in sb.accounts
+    ]
+    config.write_text("\n".join(tables) + toml)
+    tokens = ",".join(f"{a}={sb.token_for(a)}" for a in sb.accounts)
+    env = {"GRAPH_API_URL": sb.url, "IGRELAY_LOGIN_TYPE": "facebook", "IG_ACCESS_TOKENS": tokens}
+    return make_settings(tmp_path, IGRELAY_CONFIG=str(config), **env, **extra)
+
+
+def test_a_page_is_judged_by_this_apps_entry_only(tmp_path, redis) -> None:  # type: ignore[no-untyped-def]
+    from igrelay.sandbox import DEFAULT_APP_ID, Sandbox
+
+    with Sandbox(login_type="facebook") as sb:
+        account = sb.accounts[0]
+        settings = _facebook(tmp_path, redis, sb, META_APP_ID=DEFAULT_APP_ID)
+        # another app on the Page has feed and messages: that says nothing about this app
+        assert set(watchdog.watch(redis, settings, account)) == {"not_subscribed"}
+        subscribe(settings, redis, account, list(subscriptions.fields_for(settings)))
+        assert watchdog.watch(redis, settings, account) == {}
+        unknown = _facebook(tmp_path, redis, sb)  # no META_APP_ID: two apps listed, ours unknown
+        assert set(watchdog.watch(redis, unknown, account)) == {"app_unknown"}
+
+
+def test_facebook_login_subscribes_the_page_to_the_fields_it_uses(tmp_path, redis) -> None:  # type: ignore[no-untyped-def]
+    from igrelay.sandbox import Sandbox
+
+    with Sandbox(login_type="facebook") as sb:
+        plain = _facebook(tmp_path, redis, sb)
+        assert subscriptions.fields_for(plain) == ("feed",)
+        wanted = '\n[subscribe]\nfields = ["comments", "messages", "messaging_postbacks", "messaging_seen"]\n'
+        messaging = _facebook(tmp_path, redis, sb, wanted)
+        fields = subscriptions.fields_for(messaging)
+        assert fields == ("feed", "messages", "messaging_postbacks", "message_reads")
+        subscribe(messaging, redis, sb.accounts[0], list(fields))
+        assert sb.data.accounts[sb.accounts[0]].page_fields == list(fields)

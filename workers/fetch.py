@@ -4,10 +4,13 @@
 skipping paused accounts and media whose fetch is still running, and enqueues them in batches;
 one ``fetch_batch`` job fetches a batch with threads over one Session (one Graph call per known
 media), then one MULTI emits the records whose metrics changed and schedules each media's next
-refresh from its first-seen time. Because claiming removes the member, a request arriving during
-a running fetch schedules exactly one more. Error policies (see ``workers.graph``): throttled ->
-pause the account until Meta's estimate and re-request there; auth -> flag the account, drop its
-fetches, one log line; terminal -> a record with the reason; transient -> bounded backoff.
+refresh from its first-seen time (a story's from its posting, ``IGRELAY_STORY_SCHEDULE``). Because
+claiming removes the member, a request arriving during a running fetch schedules exactly one more.
+Error policies (see ``workers.graph``): throttled -> pause every account the limit applies to until
+Meta's estimate and re-request there; auth -> flag the account, drop its fetches, one log line;
+terminal -> a record with the reason (``gone`` only once Meta says it twice, an hour apart); too few
+viewers -> a ``not_enough_viewers`` record until real values come, and the story's next look;
+transient -> bounded backoff.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from config.rq import QUEUE, SERIALIZER, presets
 from config.settings import Settings
 from workers import delivery, media_state, records, schedule
 from workers.context import Context
-from workers.graph import AuthError, GraphError, TerminalError, ThrottledError, TransientError
+from workers.graph import AuthError, GraphError, TerminalError, ThrottledError, TooFewViewers, TransientError
 from workers.graph_client import GraphClient, MediaResult, open_client
 from workers.redis_values import text, text_map
 from workers.sinks import Record
@@ -113,14 +116,22 @@ class Outcome:
     error: GraphError | None = None
 
 
-def fetch_batch(redis: Redis, settings: Settings, items: list[list[str]]) -> dict[str, int]:
+def fetch_batch(redis: Redis, settings: Settings, items: list[list[str]], now: float | None = None) -> dict[str, int]:
     """Fetch ``items`` concurrently, then emit and reschedule in one MULTI."""
     threads = settings.fetch_threads
     states = _states(redis, items)
-    blocked: dict[str, GraphError] = {}  # accounts throttled or refused during this batch: no more calls
+    # accounts throttled or refused during this batch, or flagged by an earlier batch: no more calls
+    blocked: dict[str, GraphError] = {
+        a: AuthError("account needs reconnection") for a in _flagged(redis, settings, items)
+    }
     with open_client(settings, redis, threads) as client, ThreadPoolExecutor(max_workers=threads) as pool:
         outcomes = list(pool.map(lambda pair: _fetch_one(client, blocked, *pair), zip(items, states, strict=True)))
-    return finish(redis, settings, outcomes)
+    return finish(redis, settings, outcomes, now)
+
+
+def _flagged(redis: Redis, settings: Settings, items: list[list[str]]) -> set[str]:
+    """The accounts of ``items`` already flagged for reconnection."""
+    return {a for a in {i[0] for i in items} if media_state.needs_reauth(redis, settings, a)}
 
 
 def _states(redis: Redis, items: list[list[str]]) -> list[dict[str, str]]:
@@ -140,7 +151,10 @@ def _fetch_one(client: GraphClient, blocked: dict[str, GraphError], item: list[s
         if not state.get("kind"):  # first heard of through a webhook: learn its type (one extra call, once)
             state.update(media_state.from_node(client.describe(account, media_id)))
         return Outcome(item, state, result=client.media(account, media_id, state["kind"], state.get("media_type")))
-    except (ThrottledError, AuthError) as exc:
+    except ThrottledError as exc:
+        blocked.update(dict.fromkeys(media_state.throttled_accounts(client.settings, account, exc), exc))
+        return Outcome(item, state, error=exc)
+    except AuthError as exc:
         blocked[account] = exc
         return Outcome(item, state, error=exc)
     except GraphError as exc:
@@ -163,7 +177,8 @@ def finish(redis: Redis, settings: Settings, outcomes: list[Outcome], now: float
     pipe.multi()
     out: list[Record] = []
     counts: dict[str, int] = {}
-    flagged: set[str] = set()
+    refused = [o.item for o in outcomes if isinstance(o.error, AuthError)]
+    flagged: set[str] = _flagged(redis, settings, refused)  # already flagged: not counted or logged again
     applied: list[tuple[list[str], str]] = []
     for outcome in outcomes:
         kind = _apply(pipe, settings, outcome, now, out, flagged)
@@ -183,7 +198,9 @@ def finish(redis: Redis, settings: Settings, outcomes: list[Outcome], now: float
 def _apply(pipe: Any, settings: Settings, o: Outcome, now: float, out: list[Record], flagged: set[str]) -> str:
     account, media_id, trigger = o.item
     if o.result is not None:
-        o.state.update(media_state.from_node(o.result.node), attempts="0")
+        o.state.update(media_state.from_node(o.result.node), attempts="0", measured="1")
+        if o.state.pop("gone_at", None):  # Meta answers again: its earlier 100/33 was transient
+            pipe.hdel(contract.media(account, media_id), "gone_at")
         result = o.result
         _emit_if_changed(
             pipe,
@@ -197,22 +214,19 @@ def _apply(pipe: Any, settings: Settings, o: Outcome, now: float, out: list[Reco
         _schedule_next(pipe, settings, o, now)
         return "ok"
     exc = o.error
+    if isinstance(exc, TerminalError) and exc.reason == "gone" and not _gone_twice(o.state, now):
+        return _gone_once(pipe, settings, o, now)
     if isinstance(exc, TerminalError):
         o.state["terminal"] = exc.reason
-        node = media_state.to_node(media_id, o.state)
-        _emit_if_changed(
-            pipe, settings, o, records.terminal_insights(settings, account, node, exc.reason, trigger), out
-        )
+        _emit_reason(pipe, settings, o, exc.reason, out)
         return "terminal"
+    if isinstance(exc, TooFewViewers):
+        if not o.state.get("measured"):  # real values, once seen, are never replaced by "not yet"
+            _emit_reason(pipe, settings, o, exc.reason, out)
+        _schedule_next(pipe, settings, o, now)
+        return "not_enough_viewers"
     if isinstance(exc, ThrottledError):
-        until = now + exc.retry_after  # Meta's estimate; never sleep in a job
-        media_state.pause(pipe, account, until, exc.retry_after)
-        if "paused:" + account not in flagged:  # one pause per account, however many media it had
-            flagged.add("paused:" + account)
-            stats.incr(pipe, "igrelay_rate_limit_pauses_total")
-            log.warning("account throttled by Meta; paused", extra={"account": account, "seconds": exc.retry_after})
-        schedule.request_fetch(pipe, account, media_id, trigger, until)
-        return "throttled"
+        return _throttled(pipe, settings, o, exc, now, flagged)
     if isinstance(exc, AuthError):
         if account not in flagged:  # one line and one count per account, however many media it had
             flagged.add(account)
@@ -220,12 +234,58 @@ def _apply(pipe: Any, settings: Settings, o: Outcome, now: float, out: list[Reco
         return "auth"
     if isinstance(exc, TransientError) and int(o.state.get("attempts") or 0) < MAX_TRANSIENT:
         attempts = int(o.state.get("attempts") or 0) + 1
-        pipe.hset(contract.media(account, media_id), "attempts", attempts)
+        pipe.hset(contract.media(account, media_id), mapping={**_learned(o.state), "attempts": attempts})
         schedule.request_fetch(pipe, account, media_id, trigger, now + media_state.backoff(attempts))
         return "transient"
     log.warning("fetch failed; next try on schedule", extra={"media": media_id, "error": str(exc)})
     _schedule_next(pipe, settings, o, now)
     return "failed"
+
+
+def _emit_reason(pipe: Any, settings: Settings, o: Outcome, reason: str, out: list[Record]) -> None:
+    """A record saying why the media has no metrics (every metric ``unavailable`` with ``reason``)."""
+    account, media_id, trigger = o.item
+    node = media_state.to_node(media_id, o.state)
+    _emit_if_changed(pipe, settings, o, records.terminal_insights(settings, account, node, reason, trigger), out)
+
+
+def _gone_twice(state: dict[str, str], now: float) -> bool:
+    """True when Meta already said 100/33 at least ``GONE_CONFIRM`` seconds ago."""
+    first = float(state.get("gone_at") or 0)
+    return bool(first) and now - first >= media_state.GONE_CONFIRM
+
+
+def _gone_once(pipe: Any, settings: Settings, o: Outcome, now: float) -> str:
+    """A first 100/33 (or one inside the hour): ask once more an hour after the first."""
+    account, media_id, trigger = o.item
+    first = float(o.state.get("gone_at") or now)
+    pipe.hset(contract.media(account, media_id), "gone_at", int(first))
+    schedule.request_fetch(pipe, account, media_id, trigger, first + media_state.GONE_CONFIRM)
+    return "gone_unconfirmed"
+
+
+def _throttled(pipe: Any, settings: Settings, o: Outcome, exc: ThrottledError, now: float, flagged: set[str]) -> str:
+    """Pause every account the limit applies to until Meta's estimate, and ask for this media then."""
+    account, media_id, trigger = o.item
+    until = now + exc.retry_after  # Meta's estimate; never sleep in a job
+    for paused in media_state.throttled_accounts(settings, account, exc):
+        media_state.pause(pipe, paused, until, exc.retry_after)
+        if "paused:" + paused not in flagged:  # one pause per account, however many media it had
+            flagged.add("paused:" + paused)
+            stats.incr(pipe, "igrelay_rate_limit_pauses_total")
+            log.warning(
+                "account throttled by Meta; paused",
+                extra={"account": paused, "seconds": exc.retry_after, "scope": exc.scope},
+            )
+    if _learned(o.state):
+        pipe.hset(contract.media(account, media_id), mapping=_learned(o.state))
+    schedule.request_fetch(pipe, account, media_id, trigger, until)
+    return "throttled"
+
+
+def _learned(state: dict[str, str]) -> dict[str, str]:
+    """The node fields a describe call already gave, kept so a retry needs no second one."""
+    return {k: state[k] for k in media_state.NODE_FIELDS_BY_STATE if state.get(k)}
 
 
 def _emit_if_changed(pipe: Any, settings: Settings, o: Outcome, record: Record, out: list[Record]) -> None:
@@ -240,7 +300,6 @@ def _emit_if_changed(pipe: Any, settings: Settings, o: Outcome, record: Record, 
 
 def _schedule_next(pipe: Any, settings: Settings, o: Outcome, now: float) -> None:
     account, media_id, _trigger = o.item
-    first_seen = float(o.state.get("first_seen") or now)
-    at = media_state.next_refresh(first_seen, now, settings.refresh_schedule, media_state.story_posted(o.state))
+    at = media_state.refresh_after(settings, o.state, now)
     if at is not None:
         schedule.request_fetch(pipe, account, media_id, "schedule", at)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,13 +28,13 @@ from workers import breakdowns, graph, metric_registry
 from workers.graph import AuthError, GraphError, MetricRejected, TransientError
 
 log = logging.getLogger("igrelay.graph")
-MAX_DROPS = 2  # metrics dropped per call before giving up: one retry is planned, but Meta can drop two at once
 _OUTCOMES = {
     graph.TransientError: "transient",
     graph.ThrottledError: "throttled",
     graph.AuthError: "auth",
     graph.TerminalError: "terminal",
     graph.MetricRejected: "rejected_metric",
+    graph.TooFewViewers: "not_enough_viewers",
 }
 
 
@@ -85,6 +85,7 @@ class GraphClient:
     ) -> None:
         timeout = timeout or settings.graph_timeout
         self.session, self.settings, self.redis, self.timeout = session, settings, redis, timeout
+        self._paced: dict[str, float] = {}  # scope -> until when this client already pushed calls back
 
     def token(self, account: str) -> str | None:
         """The stored (refreshed) token when it descends from the configured one, else the configured one."""
@@ -158,6 +159,7 @@ class GraphClient:
             self._count(account, "transient")
             # from None: the chained requests exception would carry its own text into RQ's stored traceback.
             raise TransientError(_clean(f"{type(exc).__name__}: {exc}", token)) from None
+        self._pace(account, reply.headers)
         if reply.status_code == 200 and isinstance(body, dict) and "error" not in body:
             self._count(account, "ok")
             return body
@@ -169,6 +171,19 @@ class GraphClient:
     def _count(self, account: str, outcome: str) -> None:
         if self.redis is not None:
             stats.incr(self.redis, "igrelay_graph_calls_total", outcome=outcome)
+
+    def _pace(self, account: str, headers: Mapping[str, str]) -> None:
+        """Above ``PACE_FROM`` % in a usage header, push back the app's or the account's next calls."""
+        if self.redis is None or not account:
+            return
+        app, business = graph.usage_percent(headers)
+        for scope, percent in (("app", app), ("account", business)):
+            seconds = graph.pace_seconds(percent)
+            if seconds and self._paced.get(scope, 0) < time.time():
+                self._paced[scope] = time.time() + seconds
+                accounts = [account, *self.settings.accounts] if scope == "app" else [account]
+                pause_accounts(self.redis, dict.fromkeys(accounts), seconds)
+                stats.incr(self.redis, "igrelay_rate_limit_paced_total", scope=scope)
 
     def describe(self, account: str, media_id: str) -> dict[str, Any]:
         """The media node alone (for media first heard of through a webhook)."""
@@ -208,21 +223,16 @@ class GraphClient:
         return self._degrading(metric_registry.ACCOUNT, None, call)
 
     def _degrading(self, kind: str, media_type: str | None, call: Callable[[list[str]], MediaResult]) -> MediaResult:
-        """Run ``call`` with the planned metrics; on a refused metric drop it, remember it, retry."""
+        """Run ``call`` with the planned metrics, dropping refused ones; remember what Meta refused or restored."""
         version = self.settings.graph_api_version
-        metrics, gone = metric_registry.plan(self.settings, self.redis, kind, media_type)
-        for attempt in range(MAX_DROPS + 1):
-            try:
-                result = call(metrics)
-            except MetricRejected as exc:
-                if exc.metric not in metrics or attempt == MAX_DROPS:
-                    raise
-                metric_registry.withdraw(self.redis, version, kind, exc.metric)  # every worker learns it once
-                metrics, gone = [m for m in metrics if m != exc.metric], [*gone, exc.metric]
-                continue
-            result.unavailable.update(metric_registry.unsupported(gone))
-            return result
-        raise GraphError("unreachable")  # pragma: no cover
+        planned = metric_registry.plan(self.settings, self.redis, kind, media_type)
+        search = _Degrade(call)
+        result = search.run(planned.ask)
+        refused = set(search.refused)
+        metric_registry.withdraw(self.redis, version, kind, media_type, sorted(refused))  # every worker learns it
+        metric_registry.restore(self.redis, version, kind, media_type, [m for m in planned.probing if m not in refused])
+        result.unavailable.update(metric_registry.unsupported([*planned.gone, *search.refused]))
+        return result
 
     def listing(self, account: str, edge: str, after: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
         """One page of ``/{account}/{edge}`` (``media`` or ``stories``), newest first."""
@@ -267,6 +277,80 @@ class GraphClient:
             pipe.hset(contract.token(account), mapping=mapping)
             pipe.hdel(contract.token(account), "token", "not_before")
             pipe.execute()
+
+
+def pause_accounts(redis: Any, accounts: Iterable[str], seconds: int, now: float | None = None) -> None:
+    """Pause ``accounts`` for ``seconds`` unless a pause already runs (a throttle's pause is never shortened)."""
+    until = int((now or time.time()) + seconds)
+    pipe = redis.pipeline(transaction=False)
+    for account in accounts:
+        pipe.set(contract.paused_until(account), until, ex=max(seconds, 1), nx=True)
+    pipe.execute()
+
+
+class _Degrade:
+    """Asks for metrics past Meta's refusals: named ones are dropped; unnamed ones are found by halves.
+
+    For k refusals Meta does not attribute among n metrics this costs at most k x ceil(log2 n) calls
+    more than if Meta had named them (one call each). When two metrics have been found and still
+    nothing answers, the error is about the media, not its metrics: it is raised and nothing is remembered.
+    """
+
+    def __init__(self, call: Callable[[list[str]], MediaResult]) -> None:
+        self.call, self.refused = call, list[str]()
+        self.result: MediaResult | None = None
+        self.first: MetricRejected | None = None
+
+    def run(self, metrics: list[str]) -> MediaResult:
+        """The merged result of every successful call."""
+        pending = self.ask(metrics)
+        while pending:
+            culprit, untested = self.isolate(pending)
+            self.refused.append(culprit)
+            pending = self.ask(untested) if untested else []
+            if pending and self.result is None and len(self.refused) >= 2:
+                raise self.first or GraphError("no metrics answer")  # nothing ever answers: the media, not a metric
+        if self.result is None:
+            return self.call([])  # every metric refused: the node alone
+        return self.result
+
+    def ask(self, metrics: list[str]) -> list[str]:
+        """Ask for ``metrics``, dropping named refusals; [] when answered, else the metrics refused unattributed."""
+        while True:
+            if not metrics and self.result is not None:
+                return []
+            try:
+                self.merge(self.call(metrics))
+                return []
+            except MetricRejected as exc:
+                self.first = self.first or exc
+                named = [m for m in exc.metrics if m in metrics]
+                if not named:
+                    if not metrics:
+                        raise
+                    return metrics
+                self.refused += named
+                metrics = [m for m in metrics if m not in named]
+
+    def isolate(self, bad: list[str]) -> tuple[str, list[str]]:
+        """Halve a refused set down to one refused metric; returns it and the halves left unasked."""
+        untested: list[str] = []
+        while len(bad) > 1:
+            half, rest = bad[: len(bad) // 2], bad[len(bad) // 2 :]
+            left = self.ask(half)
+            if left:  # the refusal is in this half; the other is still to be asked
+                bad, untested = left, rest + untested
+            else:
+                bad = rest
+        return bad[0], untested
+
+    def merge(self, part: MediaResult) -> None:
+        if self.result is None:
+            self.result = part
+            return
+        self.result.node = self.result.node or part.node
+        self.result.metrics.update(part.metrics)
+        self.result.unavailable.update(part.unavailable)
 
 
 def _clean(text: str, token: str) -> str:

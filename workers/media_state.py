@@ -29,6 +29,8 @@ NODE_FIELDS_BY_STATE = {
     "permalink": "permalink",
 }
 STORY_LAST_LOOK = 23 * 3600  # story insights die with the story at 24 h: look once more just before
+STORY_LIFETIME = 24 * 3600
+GONE_CONFIRM = 3600  # 100/33 is sometimes transient: a media is gone once Meta says so twice, this far apart
 
 log = logging.getLogger("igrelay.fetch")
 
@@ -57,6 +59,17 @@ def save(
 def pause(pipe: Any, account: str, until: float, seconds: int) -> None:
     """Pause ``account`` (Meta throttled it) until the epoch second ``until``."""
     pipe.set(contract.paused_until(account), int(until), ex=max(seconds, 1))
+
+
+def throttled_accounts(settings: Settings, account: str, exc: graph.ThrottledError) -> list[str]:
+    """Every account a throttle applies to: all (app limit), those sharing the token (user limit), or one."""
+    # https://developers.facebook.com/docs/graph-api/overview/rate-limiting
+    if exc.scope == "app":
+        return list(dict.fromkeys([account, *settings.accounts]))
+    if exc.scope == "user":
+        token = settings.token_for(account)
+        return list(dict.fromkeys([account, *(a for a in settings.accounts if settings.token_for(a) == token)]))
+    return [account]
 
 
 def is_paused(redis: Redis, account: str) -> bool:
@@ -91,12 +104,24 @@ def backoff(attempt: int) -> float:
 def next_refresh(
     first_seen: float, now: float, offsets: tuple[int, ...], story_posted: float | None = None
 ) -> float | None:
-    """The next refresh time after ``now``; a story gets one last look before it expires, then none."""
+    """The next refresh after ``now``: ``offsets`` after ``first_seen``, or for a story after it was
+    posted (``IGRELAY_STORY_SCHEDULE``) with one last look before it expires, then none."""
     times = [first_seen + o for o in offsets]
     if story_posted is not None:
-        times = [t for t in times if t < story_posted + STORY_LAST_LOOK] + [story_posted + STORY_LAST_LOOK]
+        last = story_posted + STORY_LAST_LOOK
+        times = [story_posted + o for o in offsets if o < STORY_LIFETIME and story_posted + o < last] + [last]
     upcoming = [t for t in times if t > now]
     return min(upcoming) if upcoming else None
+
+
+def refresh_after(settings: Settings, state: Mapping[str, str], now: float) -> float | None:
+    """When a media with this state is due next: the story schedule for stories, else the refresh schedule."""
+    first_seen = float(state.get("first_seen") or now)
+    posted = story_posted(state)
+    if posted is None and state.get("kind") == "STORY":
+        posted = first_seen
+    offsets = settings.story_schedule if posted is not None else settings.refresh_schedule
+    return next_refresh(first_seen, now, offsets, posted)
 
 
 def story_posted(state: Mapping[str, str]) -> float | None:

@@ -1,17 +1,19 @@
-"""Which metrics to ask for, per media kind and Graph version, in one place; and what Meta withdrew.
+"""Which metrics to ask for, per product type, media type and login type, in one place; and what Meta withdrew.
 
-Sets are keyed by ``media_product_type`` (reels report ``media_type=VIDEO``, so the product type
-decides), optionally refined as ``PRODUCT_MEDIATYPE`` (e.g. ``FEED_CAROUSEL_ALBUM``), and by the
-lowest Graph version they hold for. The TOML config overrides any key: ``[metrics] REELS = [...]``.
-A metric Meta rejects is remembered in Redis per (version, kind), so every worker learns it once
-and stops asking; it is then reported as ``unsupported`` instead of being requested.
+Every metric says which ``media_product_type`` kinds (reels report ``media_type=VIDEO``, so the
+product type decides) and which login types it holds for: Facebook-Login-only metrics are never
+asked on graph.instagram.com. The TOML config overrides a kind's set: ``[metrics] REELS = [...]``
+or ``FEED_CAROUSEL_ALBUM = [...]``. A metric Meta refuses is remembered in Redis per (version,
+product type, media type), so every worker learns it once and stops asking, and is reported as
+``unsupported``; once a day one media of that set asks for it again, so a metric Meta serves again
+comes back.
 https://developers.facebook.com/documentation/instagram-platform/reference/instagram-media/insights
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from config import contract
@@ -19,19 +21,58 @@ from config.settings import Settings
 from workers.graph import UNSUPPORTED
 from workers.redis_values import text
 
-WITHDRAWN_TTL = 30 * 86400  # re-learn monthly, so a metric Meta brings back is asked for again
+WITHDRAWN_TTL = 30 * 86400  # forgotten after a month without a refusal
+PROBE_INTERVAL = 86400  # one media per withdrawn set asks for the withdrawn metrics again, daily
 ACCOUNT = "ACCOUNT"
+BOTH = frozenset({"instagram", "facebook"})
+FACEBOOK = frozenset({"facebook"})
 
-_COMMON = ["views", "reach", "shares", "total_interactions"]
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric, the kinds it is asked for and the login types Meta answers it under."""
+
+    name: str
+    kinds: frozenset[str]
+    logins: frozenset[str] = BOTH
+
+
+def _m(name: str, kinds: str, logins: frozenset[str] = BOTH) -> Metric:
+    return Metric(name, frozenset(kinds.split()), logins)
+
+
 # v22.0 retired impressions, plays, clips_replays_count, ig_reels_aggregated_all_plays_count and
-# introduced views (https://developers.facebook.com/docs/graph-api/changelog/version22.0).
+# introduced views (https://developers.facebook.com/docs/graph-api/changelog/version22.0); every version
+# Meta still serves is v22.0 or later. reposts and reels_skip_rate apply to all of them
+# (https://developers.facebook.com/docs/instagram-platform/changelog, 2025-12-03 and 2026-06-22).
+# link_clicks and the total_* metrics exist only with Facebook Login (same changelog, 2026-06-22).
 # facebook_views / crossposted_views are left out: they fail for media not shared to Facebook.
-_V22: dict[str, list[str]] = {
-    "FEED": [*_COMMON, "likes", "comments", "saved", "follows", "profile_visits", "profile_activity"],
-    "REELS": [*_COMMON, "likes", "comments", "saved", "ig_reels_avg_watch_time", "ig_reels_video_view_total_time"],
-    "STORY": [*_COMMON, "follows", "profile_visits", "profile_activity", "navigation", "replies"],
-    # https://developers.facebook.com/docs/instagram-platform/api-reference/instagram-user/insights
-    ACCOUNT: [
+MEDIA_METRICS = (
+    _m("views", "FEED REELS STORY"),
+    _m("reach", "FEED REELS STORY"),
+    _m("shares", "FEED REELS STORY"),
+    _m("total_interactions", "FEED REELS STORY"),
+    _m("likes", "FEED REELS"),
+    _m("comments", "FEED REELS"),
+    _m("saved", "FEED REELS"),
+    _m("follows", "FEED STORY"),
+    _m("profile_visits", "FEED STORY"),
+    _m("profile_activity", "FEED STORY"),
+    _m("navigation", "STORY"),
+    _m("replies", "STORY"),
+    _m("ig_reels_avg_watch_time", "REELS"),
+    _m("ig_reels_video_view_total_time", "REELS"),
+    _m("reposts", "FEED REELS STORY"),
+    _m("reels_skip_rate", "REELS"),
+    _m("link_clicks", "STORY", FACEBOOK),
+    _m("total_views", "FEED REELS STORY", FACEBOOK),
+    _m("total_likes", "FEED REELS", FACEBOOK),
+    _m("total_comments", "FEED REELS", FACEBOOK),
+)
+# https://developers.facebook.com/docs/instagram-platform/api-reference/instagram-user/insights
+ACCOUNT_METRICS = tuple(
+    _m(name, ACCOUNT)
+    for name in (
         "reach",
         "views",
         "accounts_engaged",
@@ -42,16 +83,10 @@ _V22: dict[str, list[str]] = {
         "shares",
         "replies",
         "profile_links_taps",
-    ],
-}
-# 2025-26 additions (reposts, reels_skip_rate, link_clicks), asked for from v24.0 on.
-_V24: dict[str, list[str]] = {
-    "FEED": [*_V22["FEED"], "reposts"],
-    "REELS": [*_V22["REELS"], "reposts", "reels_skip_rate"],
-    "STORY": [*_V22["STORY"], "reposts", "link_clicks"],
-    ACCOUNT: [*_V22[ACCOUNT], "reposts"],
-}
-BY_VERSION: dict[tuple[int, int], dict[str, list[str]]] = {(22, 0): _V22, (24, 0): _V24}
+        "reposts",
+    )
+)
+METRICS = MEDIA_METRICS + ACCOUNT_METRICS
 
 # Account metrics asked for in calls of their own, each with the period, type or breakdown it needs
 # (https://developers.facebook.com/docs/instagram-platform/api-reference/instagram-user/insights).
@@ -72,25 +107,19 @@ DEFAULT_LISTS: dict[str, list[str]] = {
 MEDIA_BREAKDOWN = {"navigation": "story_navigation_action_type", "profile_activity": "action_type"}
 
 
-def _version(text: str) -> tuple[int, int]:
-    match = re.fullmatch(r"v(\d+)\.(\d+)", text)
-    return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
-
-
-def defaults(version: str) -> dict[str, list[str]]:
-    """The built-in sets for ``version`` (the newest table not newer than it)."""
-    wanted = _version(version)
-    eligible = [v for v in BY_VERSION if v <= wanted] or [min(BY_VERSION)]
-    return BY_VERSION[max(eligible)]
+def defaults(login_type: str = "instagram") -> dict[str, list[str]]:
+    """The built-in sets per kind (FEED, REELS, STORY, ACCOUNT) for ``login_type``."""
+    kinds = ("FEED", "REELS", "STORY", ACCOUNT)
+    return {k: [m.name for m in METRICS if k in m.kinds and login_type in m.logins] for k in kinds}
 
 
 def configured(settings: Settings, kind: str, media_type: str | None = None) -> list[str]:
     """The metric set for a kind, with ``[metrics]`` overrides (lists checked by ``Settings``) applied."""
     overrides = settings.section("metrics")
-    table = defaults(settings.graph_api_version)
     for key in (f"{kind}_{media_type}" if media_type else None, kind):
         if key and key in overrides:
             return list(overrides[key])
+    table = defaults(settings.login_type)
     return list(table.get(kind, table["FEED"]))
 
 
@@ -105,28 +134,55 @@ def media_breakdowns(settings: Settings, answered: Mapping[str, float]) -> list[
     return [(m, MEDIA_BREAKDOWN[m]) for m in wanted if answered.get(m)]
 
 
-def withdrawn(redis: Any, version: str, kind: str) -> set[str]:
-    """Metrics known to be refused (empty without Redis)."""
+def withdrawn(redis: Any, version: str, kind: str, media_type: str | None = None) -> set[str]:
+    """Metrics known to be refused for this product and media type (empty without Redis)."""
     if redis is None:
         return set()
-    return {text(m) for m in redis.smembers(contract.withdrawn_metrics(version, kind))}
+    return {text(m) for m in redis.smembers(contract.withdrawn_metrics(version, kind, media_type))}
 
 
-def withdraw(redis: Any, version: str, kind: str, metric: str) -> None:
-    """Remember that Meta refused ``metric`` for ``kind`` on ``version``."""
-    if redis is None:
+def withdraw(redis: Any, version: str, kind: str, media_type: str | None, metrics: Iterable[str]) -> None:
+    """Remember that Meta refused ``metrics``; the set is probed again after ``PROBE_INTERVAL``."""
+    names = list(metrics)
+    if redis is None or not names:
         return
+    key = contract.withdrawn_metrics(version, kind, media_type)
     pipe = redis.pipeline(transaction=False)
-    pipe.sadd(contract.withdrawn_metrics(version, kind), metric)
-    pipe.expire(contract.withdrawn_metrics(version, kind), WITHDRAWN_TTL)
+    pipe.sadd(key, *names)
+    pipe.expire(key, WITHDRAWN_TTL)
+    pipe.set(contract.metrics_probe(version, kind, media_type), 1, ex=PROBE_INTERVAL)
     pipe.execute()
 
 
-def plan(settings: Settings, redis: Any, kind: str, media_type: str | None = None) -> tuple[list[str], list[str]]:
-    """(metrics to request, metrics to report as unsupported) for one media kind."""
+def restore(redis: Any, version: str, kind: str, media_type: str | None, metrics: Iterable[str]) -> None:
+    """Forget refusals of ``metrics``: Meta answered them again."""
+    names = list(metrics)
+    if redis is not None and names:
+        redis.srem(contract.withdrawn_metrics(version, kind, media_type), *names)
+
+
+def claim_probe(redis: Any, version: str, kind: str, media_type: str | None) -> bool:
+    """True for the one call per ``PROBE_INTERVAL`` that asks for a set's withdrawn metrics again."""
+    key = contract.metrics_probe(version, kind, media_type)
+    return bool(redis is not None and redis.set(key, 1, nx=True, ex=PROBE_INTERVAL))
+
+
+@dataclass
+class Plan:
+    """What one call asks for: ``ask``; ``gone`` are reported unsupported; ``probing`` re-asks withdrawn ones."""
+
+    ask: list[str]
+    gone: list[str]
+    probing: list[str]
+
+
+def plan(settings: Settings, redis: Any, kind: str, media_type: str | None = None) -> Plan:
+    """The metrics to request for one media kind, leaving out the withdrawn ones unless it is probe time."""
     wanted = configured(settings, kind, media_type)
-    gone = withdrawn(redis, settings.graph_api_version, kind)
-    return [m for m in wanted if m not in gone], [m for m in wanted if m in gone]
+    known = withdrawn(redis, settings.graph_api_version, kind, media_type) & set(wanted)
+    if known and claim_probe(redis, settings.graph_api_version, kind, media_type):
+        return Plan(wanted, [], [m for m in wanted if m in known])
+    return Plan([m for m in wanted if m not in known], [m for m in wanted if m in known], [])
 
 
 def unsupported(names: Sequence[str]) -> Mapping[str, str]:

@@ -1,10 +1,13 @@
 """Periodic per-account work: new-media discovery and token refreshes.
 
-Meta has no webhook for new media, so each account's ``/media`` and ``/stories`` are paged
-newest first down to the first media already known (a per-account sorted set of ids by
-timestamp). Each tick task decides itself whether it is due, takes a ``SET NX EX`` lock per
-account so any number of workers do it once, and enqueues the work as an RQ job.
+Meta has no webhook for new media, so each account's ``/media`` is paged newest first (the order
+Meta documents for that edge) down to the first media already known (a per-account sorted set of
+ids by timestamp) or older than the refresh schedule; ``/stories``, whose order Meta does not
+document, is read whole (it holds only the last 24 hours) and its unknown stories kept. Each tick
+task decides itself whether it is due, takes a ``SET NX EX`` lock per account so any number of
+workers do it once, and enqueues the work as an RQ job.
 https://developers.facebook.com/docs/instagram-platform/instagram-graph-api/reference/ig-user/media
+https://developers.facebook.com/docs/instagram-platform/instagram-graph-api/reference/ig-user/stories
 """
 
 from __future__ import annotations
@@ -79,7 +82,8 @@ def poll_account(redis: Redis, settings: Settings, account: str, now: float | No
 
 
 def _new_on_edge(client: GraphClient, redis: Redis, account: str, edge: str, cutoff: float) -> list[dict[str, Any]]:
-    """Newest-first pages of ``edge`` down to the first known (or too old) media."""
+    """Unknown media of ``edge`` posted after ``cutoff``; ``/media`` stops at the first known or older one."""
+    ordered = edge == "media"  # newest first, as the IG User Media reference documents; /stories has no order
     found: list[dict[str, Any]] = []
     after: str | None = None
     for _ in range(MAX_PAGES):
@@ -87,9 +91,11 @@ def _new_on_edge(client: GraphClient, redis: Redis, account: str, edge: str, cut
         known = redis.zmscore(contract.known_media(account), [n["id"] for n in nodes]) if nodes else []
         for node, score in zip(nodes, known, strict=True):
             posted = graph.epoch(node.get("timestamp"))
-            if score is not None or (posted is not None and posted < cutoff):
+            old = posted is not None and posted < cutoff
+            if ordered and (score is not None or old):
                 return found
-            found.append(node)
+            if score is None and not old:
+                found.append(node)
         if not after:
             break
     return found
@@ -107,7 +113,8 @@ def _blocked(redis: Redis, settings: Settings, account: str, exc: Exception, now
     """Throttled: pause the account; refused token: flag it. The next poll tries again."""
     pipe = redis.pipeline(transaction=True)
     if isinstance(exc, ThrottledError):
-        media_state.pause(pipe, account, now + exc.retry_after, exc.retry_after)
+        for paused in media_state.throttled_accounts(settings, account, exc):  # app- or user-wide limits too
+            media_state.pause(pipe, paused, now + exc.retry_after, exc.retry_after)
     else:
         media_state.flag_reauth(pipe, settings, account, exc)
     pipe.execute()

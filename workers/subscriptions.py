@@ -4,7 +4,9 @@ Instagram Login subscribes the account itself with its own token on graph.instag
 (``/me/subscribed_apps``); Facebook Login subscribes the Page linked to the account, with a Page
 token, on graph.facebook.com (``/{page-id}/subscribed_apps``). Page ids and tokens come from the
 TOML ``[accounts.<IG_ID>]`` tables (``page_id``, ``page_token``); only fields subscribed at both
-the Page and the app level are delivered.
+the Page and the app level are delivered. ``[subscribe] fields`` names the Instagram webhook fields
+wanted; under Facebook Login the Page is subscribed to the Page fields they need. A Page lists every
+app subscribed to it, so only this app's entry (``META_APP_ID``) counts.
 https://developers.facebook.com/docs/instagram-platform/webhooks#enable-subscriptions
 https://developers.facebook.com/docs/graph-api/reference/page/subscribed_apps
 """
@@ -23,9 +25,23 @@ from workers.graph_client import GraphClient
 # Instagram Login: mentions arrive inside comments, and story_insights is not supported.
 # https://developers.facebook.com/docs/instagram-platform/webhooks
 INSTAGRAM_FIELDS = ("comments", "live_comments")
-# Facebook Login: Instagram webhooks flow once the linked Page is subscribed to any Page field.
-# https://developers.facebook.com/docs/graph-api/reference/page/subscribed_apps
+# Facebook Login: the Instagram fields README asks the app to subscribe to; messages only when wanted.
+FACEBOOK_FIELDS = ("comments", "live_comments", "mentions", "story_insights")
+# Instagram webhooks flow once the linked Page has the app subscribed to a Page field; feed is the one
+# Meta's guide uses (https://developers.facebook.com/docs/graph-api/webhooks/getting-started/webhooks-for-instagram).
 PAGE_FIELDS = ("feed",)
+# Instagram messaging webhooks need the matching Page field as well
+# (https://developers.facebook.com/docs/messenger-platform/webhooks).
+PAGE_FIELD_FOR = {
+    "messages": "messages",
+    "messaging_postbacks": "messaging_postbacks",
+    "message_reactions": "message_reactions",
+    "messaging_seen": "message_reads",
+    "messaging_referral": "messaging_referrals",
+    "messaging_optins": "messaging_optins",
+    "messaging_handover": "messaging_handovers",
+    "standby": "standby",
+}
 
 
 @dataclass(frozen=True)
@@ -39,7 +55,13 @@ class Target:
 
 
 def fields_for(settings: Settings, override: Sequence[str] | None = None) -> tuple[str, ...]:
-    """The fields to subscribe: ``override``, else TOML ``[subscribe] fields``, else the login type's default."""
+    """The fields to subscribe the account (Instagram Login) or its Page (Facebook Login) to."""
+    wanted = wanted_fields(settings, override)
+    return wanted if settings.is_instagram_login else page_fields(wanted)
+
+
+def wanted_fields(settings: Settings, override: Sequence[str] | None = None) -> tuple[str, ...]:
+    """The webhook fields wanted: ``override``, else TOML ``[subscribe] fields``, else the login type's default."""
     if override:
         return tuple(override)
     raw = settings.section("subscribe").get("fields")
@@ -47,7 +69,13 @@ def fields_for(settings: Settings, override: Sequence[str] | None = None) -> tup
         raw = raw.split(",")
     if raw:
         return tuple(str(f).strip() for f in raw if str(f).strip())
-    return INSTAGRAM_FIELDS if settings.is_instagram_login else PAGE_FIELDS
+    return INSTAGRAM_FIELDS if settings.is_instagram_login else FACEBOOK_FIELDS
+
+
+def page_fields(wanted: Sequence[str]) -> tuple[str, ...]:
+    """The Page fields for the wanted Instagram fields (names that are Page fields already pass through)."""
+    mapped = [PAGE_FIELD_FOR.get(f, f) for f in wanted if f not in FACEBOOK_FIELDS]
+    return tuple(dict.fromkeys([*PAGE_FIELDS, *mapped]))
 
 
 def accounts(settings: Settings) -> list[str]:
@@ -87,8 +115,22 @@ def subscribe(client: GraphClient, where: Target, fields: Sequence[str]) -> None
         raise GraphError("Meta did not confirm the subscription")
 
 
-def subscribed(client: GraphClient, where: Target) -> set[str]:
-    """The fields ``where`` is subscribed to now (every app's, for a Page)."""
+def subscribed(client: GraphClient, where: Target) -> set[str] | None:
+    """The fields this app has subscribed ``where`` to (None when the Page lists several apps and
+    ``META_APP_ID`` is not set, so ours cannot be told apart)."""
     body = call(client, "GET", where)
     apps = [app for app in body.get("data") or [] if isinstance(app, dict)]
-    return {str(f) for app in apps for f in app.get("subscribed_fields") or []}
+    mine = ours(apps, client.settings.meta_app_id)
+    if mine is None:
+        return None
+    return {str(f) for app in mine for f in app.get("subscribed_fields") or []}
+
+
+def ours(apps: list[dict[str, Any]], app_id: str | None) -> list[dict[str, Any]] | None:
+    """This app's entries: by ``app_id``, else entries without an id (the token's own app), else a lone app."""
+    # https://developers.facebook.com/docs/graph-api/reference/page/subscribed_apps lists every app on the Page
+    if app_id:
+        return [a for a in apps if str(a.get("id") or app_id) == app_id]
+    if all(not a.get("id") for a in apps) or len(apps) <= 1:
+        return apps
+    return None

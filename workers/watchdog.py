@@ -29,7 +29,7 @@ from workers.graph import GraphError
 from workers.graph_client import open_client
 from workers.redis_values import text_map
 
-SUBSCRIPTION_CODES = ("not_subscribed", "fields_missing")
+SUBSCRIPTION_CODES = ("not_subscribed", "fields_missing", "app_unknown")
 log = logging.getLogger("igrelay.watchdog")
 
 
@@ -79,6 +79,8 @@ def _subscription(redis: Redis, settings: Settings, account: str) -> dict[str, s
         except GraphError as exc:
             log.info("watchdog could not read the subscription", extra={"account": account, "error": str(exc)})
             return None
+    if have is None:
+        return {"app_unknown": "several apps are subscribed to the Page: set META_APP_ID so this app's is checked"}
     return compare(have, subscriptions.fields_for(settings))
 
 
@@ -101,7 +103,7 @@ def record(
         log.warning("watchdog: %s", problems[code], extra={"account": account, "problem": code})
     if previous and not problems:
         log.info("watchdog: account recovered", extra={"account": account})
-    mapping: dict[str, str | int] = {
+    mapping: dict[Any, str | int] = {  # Any: redis-py's key type is a union a dict[str, ...] does not match
         "problems": json.dumps(problems),
         "problem": "; ".join(problems.values()),
         "checked_at": int(now),
