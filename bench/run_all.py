@@ -20,6 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BENCHES = {
     "ingest": ("Receiver: web throughput, big deliveries, ingest worker", "bench/bench_ingest.py"),
+    "forged": ("Forged deliveries: 4 MiB bodies refused, non-ASCII vs ASCII", "bench/bench_forged.py"),
     "fetch": ("Insights: Graph calls and refresh throughput", "bench/bench_fetch.py"),
     "sinks": ("Sinks: records/s and HTTP deliveries/s", "bench/bench_sinks.py"),
     "e2e": ("End to end: latency and memory", "bench/bench_e2e.py"),

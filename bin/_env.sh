@@ -1,4 +1,4 @@
-# Sourced by bin/dev, bin/test and bin/bench: a project venv with igrelay installed, and a Redis that answers.
+# Sourced by bin/dev, bin/test, bin/bench and bin/lock: a project venv with igrelay installed, and a Redis that answers.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -8,11 +8,13 @@ setup_venv() {
   if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
   fi
-  # Reinstall only when pyproject.toml changed since the last install.
+  # Reinstall only when pyproject.toml or the lock changed since the last install. The runtime
+  # dependencies come at the versions requirements.txt pins (the deploy's), the dev tools around them.
   local stamp=".venv/.igrelay-installed"
-  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ requirements.txt -nt "$stamp" ]; then
     .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check -c requirements.txt -e ".[dev]"
     touch "$stamp"
   fi
   export PATH="$ROOT/.venv/bin:$PATH"

@@ -21,6 +21,8 @@ def envelopes(body: bytes | str) -> list[dict[str, Any]]:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise EnvelopeError("body is not JSON") from exc
+    except RecursionError as exc:  # json's C parser gives up past the recursion limit
+        raise EnvelopeError("body nests too deeply") from exc
     items = data if isinstance(data, list) else [data]
     if not items:
         raise EnvelopeError("empty array")

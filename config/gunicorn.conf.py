@@ -1,7 +1,9 @@
 """gunicorn settings for ``web`` (the Procfile's web process): binds 0.0.0.0:$PORT.
 
-Sync workers are right here: each request is one short Redis round trip. Read through
-``Settings`` so a bad PORT stops the process with one line naming it.
+Threaded workers (``gthread``): a slow or stalled client holds one thread, not a whole worker, and
+the receiver stops waiting for a stalled body after a few seconds, so clients that stall cannot
+block the deliveries and health checks of the others. Read through ``Settings`` so a bad PORT stops
+the process with one line naming it.
 """
 
 import sys
@@ -14,7 +16,8 @@ except ConfigError as exc:
     sys.exit(f"igrelay web: {exc}")  # one line, exit status 1, no traceback
 bind = f"0.0.0.0:{_settings.port}"
 workers = _settings.web_concurrency  # WEB_CONCURRENCY, set by most PaaS
-worker_class = "sync"
+worker_class = "gthread"
+threads = 8  # per worker: each request is one short Redis round trip, so threads mostly wait on sockets
 timeout = 30
 graceful_timeout = 25
 keepalive = 5

@@ -5,6 +5,8 @@ import hmac
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from igrelay.payloads import sign
 from webhook import meta
@@ -47,6 +49,59 @@ def test_raw_utf8_body_verifies_against_escaped_signature():
     raw = escaped.decode("unicode_escape").encode("utf-16", "surrogatepass").decode("utf-16").encode()
     assert not raw.isascii()
     assert meta.verify_signature(raw, [sign(escaped, SECRETS[0])], SECRETS) == 0
+
+
+def _escape_per_character(text: str) -> bytes:
+    """The escaped form Meta signs, spelled out one character at a time (the reference)."""
+    out = []
+    for ch in text:
+        if ord(ch) < 0x80:
+            out.append(ch)
+        else:
+            units = ch.encode("utf-16-be")
+            out += [f"\\u{units[i]:02x}{units[i + 1]:02x}" for i in range(0, len(units), 2)]
+    return "".join(out).encode("ascii")
+
+
+# JSON text's awkward pieces: quotes, escapes that look like the ones added, raw whitespace, DEL, each plane.
+_PIECES = ["a", "x", "u", '"', "\\", '\\"', "\\\\", "\\n", "\\u00e9", "\\u007f", "\\x", "\n", "\t", "\r", " ", "\x7f"]
+_PIECES += ["\x80", "é", "ÿ", "Ā", "€", "\uffff", "😀", "\U00010000", "\U0010ffff"]
+
+
+@given(st.lists(st.sampled_from(_PIECES), max_size=40))
+def test_escaped_form_matches_meta_per_character(pieces):
+    text = "".join(pieces)
+    body = text.encode()
+    escaped = _escape_per_character(text)
+    assert meta.verify_signature(body, [sign(escaped, SECRETS[1])], SECRETS) == 1
+
+
+def test_body_that_cannot_be_json_is_not_escaped():
+    """A raw control character other than whitespace is never in JSON text: no escaped form to try."""
+    body = '{"a":"é\x01"}'.encode()
+    with pytest.raises(meta.SignatureError):
+        meta.verify_signature(body, [sign(_escape_per_character(body.decode()), SECRETS[0])], SECRETS)
+
+
+@pytest.mark.parametrize(
+    "text", ["é" * 50_000, "😀" * 25_000, "éa" * 30_000, '"é' * 30_000, "\\é" * 30_000, '\\"\n\x7fé' * 20_000]
+)
+def test_forged_non_ascii_body_costs_no_python_loop(text):
+    """Refusing a forged non-ASCII body runs a bounded number of C calls, not one per character."""
+    import sys
+
+    calls = [0]
+
+    def count(_frame, event, _arg):  # type: ignore[no-untyped-def]
+        calls[0] += event == "c_call"
+
+    sys.setprofile(count)
+    try:
+        with pytest.raises(meta.SignatureError):
+            meta.verify_signature(text.encode(), ["sha256=" + "0" * 64], SECRETS)
+    finally:
+        sys.setprofile(None)
+    assert calls[0] < 100
 
 
 def _header_variants(body: bytes) -> dict[str, list[str]]:

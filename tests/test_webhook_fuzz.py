@@ -106,3 +106,25 @@ def test_no_signed_delivery_stops_the_drain(client, redis, settings, batch):
     assert redis.xlen(contract.INBOX) == 0
     for member in redis.zrange(contract.FETCH_DUE, 0, -1):
         assert re.fullmatch(rb"[0-9]+:[0-9]+", member), member
+
+
+# Nesting past the JSON parser's recursion limit, inside a valid envelope or as the whole body.
+nesting = st.tuples(st.integers(min_value=1, max_value=5000), st.sampled_from(["[", '{"a":']), st.booleans())
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=HEALTH)
+@given(shape=nesting)
+def test_signed_deep_nesting_is_200_or_400(client, redis, shape):
+    depth, opener, inside = shape
+    closer = "]" if opener == "[" else "}"
+    nested = (opener * depth + "1" + closer * depth).encode()
+    body = b'{"object":"instagram","entry":[' + nested + b"]}" if inside else nested
+    answer = client.post("/webhook", data=body, headers={"X-Hub-Signature-256": sign(body, SECRET)})
+    assert answer.status_code in (200, 400)
+
+
+def test_signed_body_nested_too_deep_is_400(client, redis):
+    body = b"[" * 100_000 + b"]" * 100_000
+    answer = client.post("/webhook", data=body, headers={"X-Hub-Signature-256": sign(body, SECRET)})
+    assert (answer.status_code, answer.data) == (400, b"body nests too deeply\n")
+    assert redis.xlen(contract.INBOX) == 0

@@ -16,6 +16,8 @@ bp = Blueprint("webhook", __name__)
 log = logging.getLogger("igrelay.webhook")
 _OK = b'{"status":"ok"}'
 HANDSHAKES = "igrelay_handshakes_total"
+# Seconds a body read may wait for the client's next bytes under gunicorn (Meta sends a delivery at once).
+BODY_READ_TIMEOUT = 5.0
 
 
 def _ctx() -> dict[str, Any]:
@@ -59,6 +61,12 @@ def receive() -> Response:
     except RequestEntityTooLarge:
         store.count("too_large")
         return _answer(413, "body too large")
+    except TimeoutError:
+        store.count("slow_body")
+        log.info("delivery refused: body not received in time", extra={"outcome": "slow_body", "status": 408})
+        response = _answer(408, "body not received in time")
+        response.headers["Connection"] = "close"  # the rest of the body may still come: never read it as a request
+        return response
     except meta.WebhookError as exc:
         outcome = "bad_signature" if exc.status == 401 else "bad_payload"
         store.count(outcome)
@@ -85,6 +93,9 @@ def _read_body(req: Request, limit: int) -> bytes:
     """
     length = req.content_length
     stream = req.environ["wsgi.input"]
+    sock = req.environ.get("gunicorn.socket")
+    if sock is not None:  # each read waits at most this long, so a stalled upload frees its thread
+        sock.settimeout(BODY_READ_TIMEOUT)
     if length is not None:
         if length > limit:
             raise RequestEntityTooLarge()
