@@ -119,6 +119,23 @@ class Sink:
         return [url, urlsplit(url).password or ""]
 
 
+class LocalFileSink(Sink):
+    """A sink that writes a file on this machine: its path says where records go and holds no secret."""
+
+    #: The mode a file the sink creates gets; the mode argument of ``os.open`` can only be narrowed by
+    #: the umask, so records are never world-readable whatever it is.
+    file_mode: ClassVar[int] = 0o600
+
+    @classmethod
+    def redact(cls, url: str) -> str:
+        """The whole path."""
+        return redact_url(url, path_chars=None)
+
+    @classmethod
+    def secrets(cls, url: str, options: Mapping[str, Any]) -> list[str]:
+        return []
+
+
 def configured(settings: Settings) -> dict[str, tuple[str, Mapping[str, Any]]]:
     """``{name: (url, options)}`` from ``IGRELAY_SINKS`` plus the TOML ``[sinks.NAME]`` tables.
 

@@ -17,11 +17,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from config.settings import ConfigError, Settings, redact_url
-from workers.sinks import Record, Sink, SinkError
+from config.settings import ConfigError, Settings
+from workers.sinks import LocalFileSink, Record, SinkError
 
 BLOCK = 65536
-FILE_MODE = 0o600  # owner only: the mode argument of os.open can only be narrowed by the umask
 
 
 def cut_partial_line(fd: int) -> None:
@@ -40,7 +39,7 @@ def cut_partial_line(fd: int) -> None:
     os.ftruncate(fd, 0)
 
 
-class FileSink(Sink):
+class FileSink(LocalFileSink):
     """Appends records to a JSON Lines file."""
 
     schemes = ("file",)
@@ -55,7 +54,7 @@ class FileSink(Sink):
         data = memoryview("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode())
         try:
             os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, FILE_MODE)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, self.file_mode)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 cut_partial_line(fd)
@@ -71,12 +70,3 @@ class FileSink(Sink):
                 os.close(fd)  # also releases the lock
         except OSError as exc:
             raise SinkError(f"file sink: {exc.strerror}") from None
-
-    @classmethod
-    def redact(cls, url: str) -> str:
-        """The whole path: it says where records go and holds no secret."""
-        return redact_url(url, path_chars=None)
-
-    @classmethod
-    def secrets(cls, url: str, options: Mapping[str, Any]) -> list[str]:
-        return []

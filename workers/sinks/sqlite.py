@@ -16,11 +16,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from config.settings import Settings, redact_url
-from workers.sinks import Record, Sink
+from config.settings import Settings
+from workers.sinks import LocalFileSink, Record
 from workers.sinks import _reuse as reuse
 from workers.sinks import _tables as tables
-from workers.sinks.file import FILE_MODE
 
 
 def sqlite_path(url: str) -> str:
@@ -29,7 +28,7 @@ def sqlite_path(url: str) -> str:
     return path[1:] if path.startswith("/") else path
 
 
-class SqliteSink(Sink):
+class SqliteSink(LocalFileSink):
     """Upserts records into a SQLite database."""
 
     schemes = ("sqlite",)
@@ -53,7 +52,7 @@ class SqliteSink(Sink):
 
     def _open(self) -> sqlite3.Connection:
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, FILE_MODE))  # created owner-only, before SQLite does
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, self.file_mode))  # created owner-only, before SQLite does
         conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
         try:
             conn.execute("PRAGMA journal_mode=WAL")
@@ -96,12 +95,3 @@ class SqliteSink(Sink):
         if self._conn is not None:
             self._conn.close()
             self._conn = None
-
-    @classmethod
-    def redact(cls, url: str) -> str:
-        """The whole path: it says where records go and holds no secret."""
-        return redact_url(url, path_chars=None)
-
-    @classmethod
-    def secrets(cls, url: str, options: Mapping[str, Any]) -> list[str]:
-        return []
