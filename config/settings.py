@@ -289,8 +289,8 @@ class Settings:
 
     @property
     def is_instagram_login(self) -> bool:
-        """True unless the Graph host is graph.facebook.com (Facebook Login)."""
-        return "graph.facebook.com" not in self.graph_api_url
+        """True under Instagram Login (``IGRELAY_LOGIN_TYPE``, by default: unless the Graph host is graph.facebook.com)."""
+        return self.login_type == "instagram"
 
     def section(self, name: str) -> Mapping[str, Any]:
         """A table of the TOML config (``{}`` when absent)."""

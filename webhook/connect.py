@@ -67,7 +67,7 @@ def callback() -> Response:
     fresh = login.take_state(redis, state)
     if not fresh or not hmac.compare_digest(state.encode(), cookie.encode()):
         text = "This login is unknown, expired (10 min) or already used, or was started in another browser."
-        return _done(_page(400, "Login refused", text + " Nothing was stored; start again."))
+        return _page(400, "Login refused", text + " Nothing was stored; start again.")
     problem = login.denial(request.args)
     if problem is None and not request.args.get("code"):
         problem = login.Refused("Meta sent no code back. Nothing was stored.")

@@ -57,6 +57,8 @@ def start(redis: Redis, settings: Settings, account: str, days: int = DEFAULT_DA
         pipe.hset(contract.backfill(account), mapping=state)
         pipe.sadd(contract.BACKFILLS, account)
         pipe.execute()
+    if redis.set(contract.lock("backfill", account), b"1", nx=True, ex=LOCK_SECONDS):
+        enqueue_step(redis, account)  # now, rather than on the next tick
     log.info("backfill started", extra={"account": account, "days": days})
 
 
