@@ -234,3 +234,60 @@ def active(redis: Any, settings: Settings, accounts: Iterable[str] | None = None
         if not paused and not (flagged is not None and text(flagged) == mark(settings, account, src)):
             out.append(account)
     return out
+
+
+def backfill_status(redis: Any, account: str, now: float | None = None) -> dict[str, Any] | None:
+    """The account's backfill progress (None when it never had one), with an ETA in seconds."""
+    state = {text(k): text(v) for k, v in redis.hgetall(contract.backfill(account)).items()}
+    if not state:
+        return None
+    now = now or time.time()
+    found, done = int(state.get("media_found") or 0), int(state.get("media_done") or 0)
+    wanted, days = int(state.get("days_wanted") or 0), int(state.get("days_done") or 0)
+    started, finished = float(state.get("started_at") or now), state.get("finished_at")
+    listed = state.get("listed") == "1"
+    since, reached = float(state.get("since") or 0), float(state.get("reached") or started)
+    # The listing's length is unknown until it reaches ``since``: how far back it got stands in for it.
+    listing = 1.0 if listed else max(0.0, min(1.0, (started - reached) / max(started - since, 1.0)))
+    fraction = 0.7 * listing + 0.3 * (days / wanted if wanted else 1.0)
+    elapsed = now - started
+    eta = None if finished or fraction <= 0 else elapsed * (1 - fraction) / fraction
+    return {
+        "account": account,
+        "state": "done" if finished else "running",
+        "media_found": found,
+        "media_done": done,
+        "listed": listed,
+        "days_wanted": wanted,
+        "days_done": days,
+        "since": int(since),
+        "started_at": int(started),
+        "finished_at": int(float(finished)) if finished else None,
+        "eta_seconds": None if eta is None else int(eta),
+    }
+
+
+def describe(redis: Any, settings: Settings, account: str, now: float | None = None) -> dict[str, Any]:
+    """What ``igrelay accounts`` and the console show of an account."""
+    now = now or time.time()
+    pipe = redis.pipeline(transaction=False)
+    pipe.hgetall(contract.account_info(account))
+    pipe.hmget(contract.token(account), "source", "expires_at")
+    pipe.get(contract.paused_until(account))
+    pipe.get(contract.last_delivery(account))
+    details, (src, expires), paused, last = pipe.execute()
+    details = {text(k): text(v) for k, v in details.items()}
+    paused_until = int(text(paused)) if paused and int(text(paused)) > now else None
+    return {
+        "id": account,
+        "username": details.get("username", ""),
+        "source": ENV if account in settings.access_tokens else CONNECTED,
+        "login_type": details.get("login_type") or settings.login_type,
+        "token_expires": int(float(text(expires))) if expires and text(src) == mark(settings, account, src) else None,
+        "subscribed": [f for f in details.get("subscribed", "").split(",") if f],
+        "last_delivery": float(text(last)) if last else None,
+        "paused_until": paused_until,
+        "paused_forever": bool(paused_until and paused_until > now + FOREVER / 2),
+        "needs_reconnect": flagged(redis, settings, account),
+        "backfill": backfill_status(redis, account, now),
+    }

@@ -289,7 +289,7 @@ class Settings:
 
     @property
     def is_instagram_login(self) -> bool:
-        """True under Instagram Login (``IGRELAY_LOGIN_TYPE``, by default: unless the Graph host is graph.facebook.com)."""
+        """True under Instagram Login (``IGRELAY_LOGIN_TYPE``; default: unless GRAPH_API_URL is Facebook's)."""
         return self.login_type == "instagram"
 
     def section(self, name: str) -> Mapping[str, Any]:

@@ -142,7 +142,11 @@ def _media(redis: Redis, settings: Settings, account: str, state: dict[str, str]
     with redis.pipeline(transaction=True) as pipe:
         if nodes:
             pipe.sadd(contract.backfilled_media(account), *(str(n["id"]) for n in nodes))
-        pipe.hset(contract.backfill(account), mapping={"cursor": cursor or "", "listed": int(listed)})
+        progress: dict[str, Any] = {"cursor": cursor or "", "listed": int(listed)}
+        oldest = [t for t in (graph.epoch(n.get("timestamp")) for n in nodes) if t is not None]
+        if oldest:
+            progress["reached"] = int(min(oldest))
+        pipe.hset(contract.backfill(account), mapping=progress)
         pipe.hincrby(contract.backfill(account), "media_found", len(nodes))
         pipe.hincrby(contract.backfill(account), "media_done", len(nodes))
         pipe.execute()
@@ -193,31 +197,4 @@ def _days_step(redis: Redis, settings: Settings, account: str, state: dict[str, 
     return len(fetched) == len(pending) or accounts.active(redis, settings, [account]) == [account]
 
 
-def status(redis: Redis, account: str, now: float | None = None) -> dict[str, Any] | None:
-    """The account's backfill progress (None when it never had one), with an ETA in seconds."""
-    state = text_map(redis.hgetall(contract.backfill(account)))
-    if not state:
-        return None
-    now = now or time.time()
-    found, done = int(state.get("media_found") or 0), int(state.get("media_done") or 0)
-    wanted, days = int(state.get("days_wanted") or 0), int(state.get("days_done") or 0)
-    started, finished = float(state.get("started_at") or now), state.get("finished_at")
-    listed = state.get("listed") == "1"
-    fraction = (0.7 if listed else 0.0) + 0.3 * (days / wanted if wanted else 1.0)
-    if not listed and found:
-        fraction = 0.35  # the listing's length is unknown until it reaches ``since``
-    elapsed = now - started
-    eta = None if finished or fraction <= 0 else elapsed * (1 - fraction) / fraction
-    return {
-        "account": account,
-        "state": "done" if finished else "running",
-        "media_found": found,
-        "media_done": done,
-        "listed": listed,
-        "days_wanted": wanted,
-        "days_done": days,
-        "since": int(float(state.get("since") or 0)),
-        "started_at": int(started),
-        "finished_at": int(float(finished)) if finished else None,
-        "eta_seconds": None if eta is None else int(eta),
-    }
+status = accounts.backfill_status  # the console reads it too, so it lives in config
