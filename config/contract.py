@@ -187,6 +187,7 @@ class Jobs:
     CONNECTED = "workers.account_jobs.connected"  # enqueued by the web after a login: subscribe, backfill
     SUBSCRIBE_ACCOUNT = "workers.account_jobs.subscribe_account"
     BACKFILL_STEP = "workers.account_jobs.backfill_step"
+    BACKFILL = "workers.account_jobs.start_backfill"  # enqueued by the console
 
 
 JOB_PATHS = frozenset(v for k, v in vars(Jobs).items() if k.isupper())

@@ -42,6 +42,13 @@ def subscribe_account(account: str) -> list[str]:
 
 
 @counted
+def start_backfill(account: str, days: int = backfill.DEFAULT_DAYS) -> None:
+    """Begin ``account``'s backfill of the last ``days`` days."""
+    ctx = context.current()
+    backfill.start(ctx.redis, ctx.settings, account, days)
+
+
+@counted
 def backfill_step(account: str) -> bool:
     """One budgeted step of ``account``'s backfill; the step enqueues the next one itself."""
     ctx = context.current()
