@@ -195,3 +195,66 @@ def test_login_off_without_its_settings(tmp_path, redis: Redis) -> None:  # type
     client = create_app(make_settings(tmp_path), redis=redis).test_client()
     reply = client.get("/connect")
     assert reply.status_code == 404 and b"META_APP_ID" in reply.data
+
+
+def test_refused_token_is_announced_once_and_cleared_by_reconnecting(flow, redis: Redis, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from workers import account_status, media_state
+
+    settings, client, sb = flow
+    client.get(callback_path(consent(start(redis, settings, client))))
+    account = sb.accounts[0]
+    with redis.pipeline() as pipe:
+        media_state.flag_reauth(pipe, settings, account, RuntimeError("refused"))
+        pipe.execute()
+    assert accounts.flagged(redis, settings, account)
+    assert account_status.announce(redis, settings) == 1
+    assert account_status.announce(redis, settings) == 0
+    assert redis.get(contract.NEEDS_RECONNECT_COUNT) == b"1"
+    run_worker(settings)
+    lines = [json.loads(x) for x in (tmp_path / "records.jsonl").read_text().splitlines()]
+    status = [r for r in lines if r["kind"] == "account_status"]
+    assert len(status) == 1 and status[0]["status"] == "needs_reconnect" and status[0]["account_id"] == account
+    described = accounts.describe(redis, settings, account)
+    assert described["needs_reconnect"]
+    client.get(callback_path(consent(start(redis, settings, client))))  # reconnect
+    assert not accounts.flagged(redis, settings, account)
+
+
+def test_cli_accounts_pause_resume_remove(flow, redis: Redis, capsys) -> None:  # type: ignore[no-untyped-def]
+    from igrelay.commands import accounts as command
+
+    settings, client, sb = flow
+    client.get(callback_path(consent(start(redis, settings, client))))
+    account = sb.accounts[0]
+    command.cmd_list(type("A", (), {"json": False})(), settings)
+    out = capsys.readouterr().out
+    assert account in out and "connected" in out and settings.login_type in out
+    for verb in ("pause", "resume"):
+        command.cmd_change(type("A", (), {"account": account, "verb": verb, "seconds": None})(), settings)
+        assert accounts.active(redis, settings) == ([] if verb == "pause" else [account])
+    command.cmd_connect(None, settings)  # type: ignore[arg-type]
+    assert capsys.readouterr().out.splitlines()[-1].startswith(PUBLIC + "/connect?link=")
+    command.cmd_change(type("A", (), {"account": account, "verb": "remove", "seconds": None})(), settings)
+    assert accounts.ids(redis, settings) == [] and not redis.exists(contract.token(account))
+
+
+def test_console_connect_button_starts_the_flow(tmp_path, redis: Redis, sandbox: Sandbox) -> None:  # type: ignore[no-untyped-def]
+    from tests.support.console import console_env
+    from tests.support.console import login as console_login
+    from webhook import create_app
+
+    env = {k: v for k, v in console_env(tmp_path).items() if k != "IG_ACCESS_TOKENS"}
+    settings = login_settings(tmp_path, sandbox, **env)
+    client = create_app(settings, redis=redis).test_client()
+    assert client.get("/connect").headers["Location"].startswith("/console/login")
+    console_login(client)
+    link = client.get("/console/connect")
+    assert link.status_code == 302
+    dialog = client.get(link.headers["Location"].removeprefix(PUBLIC))
+    assert dialog.status_code == 302 and dialog.headers["Location"].startswith(sandbox.url)
+    landed = client.get(callback_path(consent(dialog.headers["Location"])))
+    assert landed.status_code == 302 and landed.headers["Location"].startswith("/console/accounts")
+    page = client.get("/console/accounts").get_data(as_text=True)
+    assert sandbox.accounts[0] in page and "Backfill" in page
