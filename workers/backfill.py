@@ -50,8 +50,9 @@ def start(redis: Redis, settings: Settings, account: str, days: int = DEFAULT_DA
     since = now - days * 86400
     wanted = _days(since, now)
     done = _days_done(redis, account, wanted)
-    state = {"since": int(since), "cursor": "", "listed": 0, "media_found": 0, "media_done": 0}
-    state |= {"days_wanted": len(wanted), "days_done": len(done), "started_at": int(now), "finished_at": ""}
+    state: dict[Any, Any] = {"since": int(since), "cursor": "", "listed": 0, "media_found": 0}
+    state |= {"media_done": 0, "days_wanted": len(wanted), "days_done": len(done), "started_at": int(now)}
+    state["finished_at"] = ""
     with redis.pipeline(transaction=True) as pipe:
         pipe.delete(contract.backfill(account))
         pipe.hset(contract.backfill(account), mapping=state)
@@ -83,7 +84,7 @@ def _days_done(redis: Redis, account: str, days: list[str]) -> set[str]:
 
 def due(ctx: Context) -> int:
     """Tick task: enqueue a step for each active backfill that has none in flight."""
-    running = sorted(m.decode() for m in ctx.redis.smembers(contract.BACKFILLS))
+    running = sorted(accounts.text(m) for m in ctx.redis.smembers(contract.BACKFILLS))
     n = 0
     for account in accounts.active(ctx.redis, ctx.settings, running):
         if ctx.redis.set(contract.lock("backfill", account), b"1", nx=True, ex=LOCK_SECONDS):
@@ -142,7 +143,7 @@ def _media(redis: Redis, settings: Settings, account: str, state: dict[str, str]
     with redis.pipeline(transaction=True) as pipe:
         if nodes:
             pipe.sadd(contract.backfilled_media(account), *(str(n["id"]) for n in nodes))
-        progress: dict[str, Any] = {"cursor": cursor or "", "listed": int(listed)}
+        progress: dict[Any, Any] = {"cursor": cursor or "", "listed": int(listed)}
         oldest = [t for t in (graph.epoch(n.get("timestamp")) for n in nodes) if t is not None]
         if oldest:
             progress["reached"] = int(min(oldest))
