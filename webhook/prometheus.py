@@ -60,7 +60,8 @@ class RedisStatsCollector:
         yield up
         yield from self._counters(raw)
         yield depths
-        accounts = GaugeMetricFamily("igrelay_accounts_needs_reconnect", "Accounts whose token must be reconnected")
+        # One number for every account: no account id is shown to whoever can scrape.
+        accounts = GaugeMetricFamily("igrelay_account_needs_reconnect", "Instagram logins to reconnect (token refused)")
         accounts.add_metric([], self.needs_reconnect)
         yield accounts
 
