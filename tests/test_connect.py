@@ -258,3 +258,22 @@ def test_console_connect_button_starts_the_flow(tmp_path, redis: Redis, sandbox:
     assert landed.status_code == 302 and landed.headers["Location"].startswith("/console/accounts")
     page = client.get("/console/accounts").get_data(as_text=True)
     assert sandbox.accounts[0] in page and "Backfill" in page
+
+
+def test_connected_token_is_refreshed_and_one_near_expiry_needs_reconnect(tmp_path, redis: Redis) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    from workers import account_status, polling
+
+    with Sandbox(demo_data(1, history=0)) as sb:
+        settings = login_settings(tmp_path, sb)
+        account = sb.accounts[0]
+        first = sb.issue_token(account, age=2 * 86400)
+        accounts.connect(redis, settings, accounts.Login(account, "one", first, 58 * 86400))
+        redis.hset(contract.token(account), "issued_at", int(time.time() - 2 * 86400))
+        assert polling.refresh_token(redis, settings, account)
+        fresh = accounts.token(redis, settings, account)
+        assert fresh and fresh != first and redis.hget(contract.token(account), "source") == b"connected"
+        redis.hset(contract.token(account), "expires_at", int(time.time() + 3 * 86400))
+        assert account_status.announce(redis, settings) == 1
+        assert accounts.flagged(redis, settings, account) and accounts.active(redis, settings) == []
