@@ -362,7 +362,7 @@ def _activity() -> dict[str, Any]:
 @bp.get("/activity")
 def activity() -> str:
     return render_template(
-        "console/activity.html", refresh=REFRESH_SECONDS, kinds=KINDS, accounts=_settings().accounts, **_activity()
+        "console/activity.html", refresh=REFRESH_SECONDS, kinds=KINDS, accounts=registry.ids(_ctx()["redis"], _settings()), **_activity()
     )
 
 
