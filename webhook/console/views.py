@@ -361,9 +361,8 @@ def _activity() -> dict[str, Any]:
 
 @bp.get("/activity")
 def activity() -> str:
-    return render_template(
-        "console/activity.html", refresh=REFRESH_SECONDS, kinds=KINDS, accounts=registry.ids(_ctx()["redis"], _settings()), **_activity()
-    )
+    found = registry.ids(_ctx()["redis"], _settings())
+    return render_template("console/activity.html", refresh=REFRESH_SECONDS, kinds=KINDS, accounts=found, **_activity())
 
 
 @bp.get("/activity.frag")
