@@ -110,6 +110,51 @@ def metrics_probe(version: str, kind: str, media_type: str | None = None) -> str
     return f"{PREFIX}metrics:probe:{version}:{kind}:{media_type or '-'}"
 
 
+# --- accounts connected through Meta's login (the environment's accounts are in settings) ---
+ACCOUNTS = PREFIX + "accounts"  # set of connected account ids
+ACCOUNT_INFO = "info"  # hash: username, login_type, connected_at, page_id, page_sealed (sealed Page token), subscribed
+NEEDS_RECONNECT_COUNT = PREFIX + "accounts:needs_reconnect"  # string: how many accounts need it (/metrics)
+ANNOUNCED = "announced"  # string: the needs_reconnect mark already sent out as an ``account_status`` record
+
+
+def account_info(account: str) -> str:
+    return account_key(account, ACCOUNT_INFO)
+
+
+def announced(account: str) -> str:
+    return account_key(account, ANNOUNCED)
+
+
+def connect_link(digest: str) -> str:
+    """A single-use ``/connect`` link (by the SHA-256 of its secret), EX 1 h."""
+    return PREFIX + "connect:link:" + digest
+
+
+def connect_state(state: str) -> str:
+    """A login flow's single-use OAuth ``state``, EX 10 min."""
+    return PREFIX + "connect:state:" + state
+
+
+# --- backfill: an account's history, paced by a per-step budget and resumable from its cursor ---
+BACKFILLS = PREFIX + "backfill:active"  # set of accounts whose backfill is not finished
+
+
+def backfill(account: str) -> str:
+    """Hash of the account's backfill: since, cursor, listed, media_found, media_done, days_wanted, days_done,
+    started_at, finished_at."""
+    return PREFIX + "backfill:" + account
+
+
+def backfilled_media(account: str) -> str:
+    """Set of media ids the account's backfills fetched (a second backfill fetches none of them again)."""
+    return PREFIX + "backfill:" + account + ":media"
+
+
+def backfilled_days(account: str) -> str:
+    """Set of Meta days (``YYYY-MM-DD``) whose account insights a backfill fetched."""
+    return PREFIX + "backfill:" + account + ":days"
+
+
 # --- sinks ---
 def sent(sink: str, record_id: str) -> str:
     """A record delivered to (or claimed for) a sink that has no keys of its own."""
@@ -144,6 +189,10 @@ class Jobs:
     ACCOUNT_INSIGHTS = "workers.jobs.account_insights"
     REFRESH_TOKEN = "workers.jobs.refresh_token"
     WATCHDOG = "workers.jobs.watchdog"
+    CONNECTED = "workers.account_jobs.connected"  # enqueued by the web after a login: subscribe, backfill
+    SUBSCRIBE_ACCOUNT = "workers.account_jobs.subscribe_account"
+    BACKFILL_STEP = "workers.account_jobs.backfill_step"
+    BACKFILL = "workers.account_jobs.start_backfill"  # enqueued by the console
 
 
 JOB_PATHS = frozenset(v for k, v in vars(Jobs).items() if k.isupper())

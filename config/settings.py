@@ -142,11 +142,15 @@ class Settings:
     redis_tls_ca: str | None = None
     secret_keys: tuple[str, ...] = field(default=(), repr=False)
     meta_app_id: str | None = None
+    # The login flow (``/connect``): off unless META_APP_ID, IGRELAY_PUBLIC_URL and IGRELAY_SECRET_KEY are set.
+    public_url: str | None = None
+    oauth_dialog_url: str | None = None  # None: Meta's, by login type
+    oauth_token_url: str | None = None
+    login_type: str = ""  # IGRELAY_LOGIN_TYPE: "instagram" or "facebook"; "" means by GRAPH_API_URL
     metrics_token: str | None = field(default=None, repr=False)
     # The web console (off unless a password is set).
     console_password: str | None = field(default=None, repr=False)
     trusted_proxies: int = 1  # proxy hops whose X-Forwarded-For/-Proto the console believes
-    login_type: str = "instagram"  # IGRELAY_LOGIN_TYPE: instagram (graph.instagram.com) or facebook
     story_schedule: tuple[int, ...] = (900, 3600, 10800, 21600, 43200, 82800)  # after a story is posted
     # From the TOML config, checked and typed in __post_init__.
     fetch_threads: int = field(init=False)  # [fetch] threads: Graph calls in flight per fetch job
@@ -167,6 +171,8 @@ class Settings:
             "watchdog_interval": max(_toml_duration("watchdog", "interval", watchdog.get("interval", "1h")), 60),
             "watchdog_quiet": _toml_duration("watchdog", "quiet", watchdog.get("quiet", "48h")),
         }
+        if not self.login_type:
+            typed["login_type"] = _parse_login_type("", self.graph_api_url)
         for name, value in typed.items():
             object.__setattr__(self, name, value)  # frozen: set once, here
         _check_metrics(self.section("metrics"))
@@ -221,6 +227,9 @@ class Settings:
             redis_tls_ca=_parse_file("REDIS_TLS_CA", get("REDIS_TLS_CA", "").strip()),
             secret_keys=_parse_secret_keys("IGRELAY_SECRET_KEY", get("IGRELAY_SECRET_KEY", "")),
             meta_app_id=_parse_app_id("META_APP_ID", get("META_APP_ID", "").strip()),
+            public_url=_optional_url("IGRELAY_PUBLIC_URL", get("IGRELAY_PUBLIC_URL", "")),
+            oauth_dialog_url=_optional_url("IGRELAY_OAUTH_DIALOG_URL", get("IGRELAY_OAUTH_DIALOG_URL", "")),
+            oauth_token_url=_optional_url("IGRELAY_OAUTH_TOKEN_URL", get("IGRELAY_OAUTH_TOKEN_URL", "")),
             metrics_token=get("IGRELAY_METRICS_TOKEN", "").strip() or None,
             console_password=get("IGRELAY_CONSOLE_PASSWORD", "").strip() or None,
             trusted_proxies=_parse_int("IGRELAY_TRUSTED_PROXIES", get("IGRELAY_TRUSTED_PROXIES", "1")),
@@ -260,8 +269,23 @@ class Settings:
 
     @property
     def accounts(self) -> tuple[str, ...]:
-        """Accounts named in ``IG_ACCESS_TOKENS`` (polled and refreshed on schedule)."""
+        """Accounts named in ``IG_ACCESS_TOKENS``; every part uses ``config.accounts``, which adds connected ones."""
         return tuple(self.access_tokens)
+
+    @property
+    def login_off(self) -> str | None:
+        """Why the login flow (``/connect``) is off, naming what to set; None when it is on."""
+        missing = [
+            name
+            for name, value in (
+                ("META_APP_ID", self.meta_app_id),
+                ("META_APP_SECRET", self.app_secrets),
+                ("IGRELAY_PUBLIC_URL", self.public_url),
+                ("IGRELAY_SECRET_KEY", self.secret_keys),
+            )
+            if not value
+        ]
+        return f"the login flow is off: set {', '.join(missing)}" if missing else None
 
     @property
     def graph_base(self) -> str:
@@ -322,6 +346,10 @@ def _parse_secret_keys(name: str, raw: str) -> tuple[str, ...]:
         # Never echo the value: it is the secret.
         raise ConfigError(f"{name}: each key must be at least {MIN_SECRET_KEY} characters of random text")
     return keys
+
+
+def _optional_url(name: str, raw: str) -> str | None:
+    return _parse_http_url(name, raw.strip()) if raw.strip() else None
 
 
 def _parse_app_id(name: str, raw: str) -> str | None:

@@ -32,8 +32,14 @@ def test_a_worker_counts_the_jobs_it_runs(settings, redis) -> None:  # type: ign
     build_worker(settings).work(burst=True, with_scheduler=False)
     context.install(context.Context(settings, redis))
     assert counted(redis, "deliver", "ok") == 1 and counted(redis, "fetch_batch", "failed") == 1
-    assert set(contract.JOB_PATHS) == {f"workers.jobs.{name}" for name in _entry_points()}
+    from workers import account_jobs
+
+    own = {f"workers.account_jobs.{name}" for name in _entry_points(account_jobs)}
+    assert set(contract.JOB_PATHS) == {f"workers.jobs.{name}" for name in _entry_points()} | own
 
 
-def _entry_points() -> list[str]:
-    return [name for name, value in vars(jobs).items() if getattr(value, "__wrapped__", None) and name != "counted"]
+def _entry_points(module=jobs) -> list[str]:  # type: ignore[no-untyped-def]
+    found = vars(module).items()
+    return [
+        n for n, v in found if getattr(v, "__wrapped__", None) and n != "counted" and v.__module__ == module.__name__
+    ]

@@ -33,6 +33,9 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
     from webhook.views import bp
 
     app.register_blueprint(bp)
+    from webhook.connect import bp as connect_bp
+
+    app.register_blueprint(connect_bp)
     if settings.console_password:  # off: no route, no session, no proxy fix for /webhook to pay for
         from webhook.console import init_app
 

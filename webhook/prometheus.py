@@ -45,6 +45,7 @@ class RedisStatsCollector:
 
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
+        self.needs_reconnect = 0
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("igrelay_redis_up", "1 when Redis answered this scrape")
@@ -59,6 +60,10 @@ class RedisStatsCollector:
         yield up
         yield from self._counters(raw)
         yield depths
+        # One number for every account: no account id is shown to whoever can scrape.
+        accounts = GaugeMetricFamily("igrelay_account_needs_reconnect", "Instagram logins to reconnect (token refused)")
+        accounts.add_metric([], self.needs_reconnect)
+        yield accounts
 
     def _counters(self, raw: Mapping[Any, Any]) -> Iterator[Metric]:
         grouped: dict[str, dict[tuple[tuple[str, str], ...], int]] = defaultdict(lambda: defaultdict(int))
@@ -83,7 +88,9 @@ class RedisStatsCollector:
             pipe.zcard(f"rq:failed:{name}")
         pipe.xlen(contract.INBOX)
         pipe.zcard(contract.FETCH_DUE)
-        values = pipe.execute()
+        pipe.get(contract.NEEDS_RECONNECT_COUNT)
+        *values, reconnect = pipe.execute()
+        self.needs_reconnect = int(reconnect or 0)
         n = len(QUEUES)
         for name, value in zip(QUEUES, values[:n], strict=True):
             gauge.add_metric([name], value)

@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 from redis import Redis
 
-from config import contract
+from config import accounts, contract
 from config.settings import Settings
 from workers import breakdowns, delivery, graph, media_state, records, ticker
 from workers import metric_registry as registry
@@ -67,11 +67,7 @@ def due_days(now: float) -> dict[str, str]:
 
 def _active(redis: Redis, settings: Settings) -> list[str]:
     """Accounts neither flagged for reconnection nor paused."""
-    return [
-        a
-        for a in settings.accounts
-        if not media_state.needs_reauth(redis, settings, a) and not media_state.is_paused(redis, a)
-    ]
+    return accounts.active(redis, settings)
 
 
 def due(ctx: Context, now: float | None = None) -> int:

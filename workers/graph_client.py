@@ -10,7 +10,6 @@ the settings token it descends from is unchanged.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -21,13 +20,14 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 
-from config import contract, crypto, stats
+from config import accounts, contract, crypto, stats
 from config.logs import redact, register_secrets
 from config.settings import Settings
 from workers import breakdowns, graph, metric_registry
 from workers.graph import AuthError, GraphError, MetricRejected, TransientError
 
 log = logging.getLogger("igrelay.graph")
+fingerprint = accounts.fingerprint  # where polling, check and the tests have always found it
 _OUTCOMES = {
     graph.TransientError: "transient",
     graph.ThrottledError: "throttled",
@@ -58,11 +58,6 @@ def open_client(settings: Settings, redis: Any = None, pool: int = 16) -> Iterat
         yield GraphClient(session, settings, redis, timeout_for(settings))
 
 
-def fingerprint(token: str | None) -> str:
-    """A short, non-reversible tag of a token, safe to store next to it."""
-    return hashlib.sha256((token or "").encode()).hexdigest()[:12]
-
-
 @dataclass
 class MediaResult:
     """One media's node (id, types, permalink, timestamp), its metrics and what is unavailable."""
@@ -88,12 +83,15 @@ class GraphClient:
         self._paced: dict[str, float] = {}  # scope -> until when this client already pushed calls back
 
     def token(self, account: str) -> str | None:
-        """The stored (refreshed) token when it descends from the configured one, else the configured one."""
-        configured = self.settings.token_for(account)
+        """The stored (refreshed or connected) token when it descends from the configured one, else the configured
+        one (``config.accounts``: the environment's for an account it names, else a connected account's own)."""
+        configured = self.settings.access_tokens.get(account) or self.settings.access_token
         if self.redis is None:
             return configured
         sealed, clear, source = self.redis.hmget(contract.token(account), "sealed", "token", "source")
-        if (source or b"").decode() != fingerprint(configured) or not (sealed or clear):
+        expected = accounts.mark(self.settings, account, source)
+        configured = None if expected == accounts.CONNECTED else configured
+        if (source or b"").decode() != expected or not (sealed or clear):
             return configured
         token = self._stored(account, sealed, clear)
         if token:
@@ -271,7 +269,7 @@ class GraphClient:
             "sealed": box.seal(account, token),
             "issued_at": int(now),
             "expires_at": int(now + lifetime),
-            "source": fingerprint(self.settings.token_for(account)),
+            "source": accounts.mark(self.settings, account, self.redis.hget(contract.token(account), "source")),
         }
         with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(contract.token(account), mapping=mapping)

@@ -15,11 +15,9 @@ from typing import Any
 
 from redis import Redis
 
-from config import contract, stats
+from config import accounts, contract, stats
 from config.settings import Settings
 from workers import graph
-from workers.graph_client import fingerprint
-from workers.redis_values import text
 
 # A media's state field -> the Graph node field it is copied from.
 NODE_FIELDS_BY_STATE = {
@@ -83,15 +81,14 @@ def state_ttl(settings: Settings) -> int:
 
 
 def needs_reauth(redis: Redis, settings: Settings, account: str) -> bool:
-    """True while the account's flagged token is still the configured one."""
-    flagged = redis.get(contract.needs_reauth(account))
-    return flagged is not None and text(flagged) == fingerprint(settings.token_for(account))
+    """True while the account's flagged token is still the one it would use."""
+    return accounts.flagged(redis, settings, account)
 
 
 def flag_reauth(pipe: Any, settings: Settings, account: str, exc: Exception) -> None:
     """Mark ``account`` as needing reconnection, count it and say so once."""
-    # Flag by the failing token's fingerprint, so configuring a new token clears it.
-    pipe.set(contract.needs_reauth(account), fingerprint(settings.token_for(account)))
+    # Flag by the failing token's mark, so configuring a new token (or reconnecting) clears it.
+    accounts.flag(pipe, settings, account)
     stats.incr(pipe, "igrelay_account_needs_reauth_total")
     log.error("account needs reconnection; its fetches are stopped", extra={"account": account, "error": str(exc)})
 

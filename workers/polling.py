@@ -18,12 +18,12 @@ from typing import Any
 
 from redis import Redis
 
-from config import contract, crypto
+from config import accounts, contract, crypto
 from config.settings import Settings
 from workers import graph, media_state, schedule, ticker
 from workers.context import Context
 from workers.graph import AuthError, GraphError, ThrottledError
-from workers.graph_client import GraphClient, fingerprint, open_client
+from workers.graph_client import GraphClient, open_client
 from workers.redis_values import text
 
 MAX_PAGES = 20
@@ -35,11 +35,7 @@ log = logging.getLogger("igrelay.polling")
 
 def _active(redis: Redis, settings: Settings) -> list[str]:
     """Accounts neither flagged for reconnection nor paused."""
-    return [
-        a
-        for a in settings.accounts
-        if not media_state.needs_reauth(redis, settings, a) and not media_state.is_paused(redis, a)
-    ]
+    return accounts.active(redis, settings)
 
 
 def _enqueue_each(ctx: Context, task: str, ttl: int, job: str, preset: str) -> int:
@@ -127,8 +123,9 @@ def refresh_due(redis: Redis, settings: Settings, account: str, now: float) -> b
     A token igrelay refreshed is refreshed again once 24 h old (Meta's minimum age). A configured token's
     age is unknown, so Meta is asked at once; a "too young" answer sets ``not_before`` (see ``refresh_token``).
     """
-    key, configured = contract.token(account), fingerprint(settings.token_for(account))
+    key = contract.token(account)
     source, issued, not_before = redis.hmget(key, "source", "issued_at", "not_before")
+    configured = accounts.mark(settings, account, source)
     if text(source or b"") != configured:  # never seen, or the configured token changed: start over
         with redis.pipeline(transaction=True) as pipe:
             pipe.delete(key)
@@ -143,7 +140,7 @@ def refresh_due(redis: Redis, settings: Settings, account: str, now: float) -> b
 def refresh_token(redis: Redis, settings: Settings, account: str, now: float | None = None) -> bool:
     """Refresh the account's long-lived Instagram Login token when due; True when refreshed and stored."""
     now = now or time.time()
-    if not settings.is_instagram_login or not settings.token_for(account):
+    if settings.login_type != "instagram" or not accounts.token(redis, settings, account):
         return False  # Facebook Login's Page tokens are not refreshed
     if not settings.secret_keys:
         crypto.say_missing(log)  # a refreshed token that cannot be stored would be lost

@@ -285,3 +285,16 @@ def _author(raw: Any) -> dict[str, str] | None:
         return None
     out = {k: str(raw[k]) for k in ("id", "username", "self_ig_scoped_id", "user_ref") if raw.get(k)}
     return out or None
+
+
+def account_status(account: str, status: str, reason: str, mark: str, captured_at: str | None = None) -> Record:
+    """An ``account_status`` record: the account's state changed (``needs_reconnect``), said once per token."""
+    return {
+        "kind": "account_status",
+        "id": record_id("account_status", account, status, mark),
+        "account_id": account,
+        "captured_at": captured_at or now_iso(),
+        "trigger": "status",
+        "status": status,
+        "reason": reason,
+    }

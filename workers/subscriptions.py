@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from config import accounts as registry
 from config.logs import register_secrets
 from config.settings import ConfigError, Settings
 from workers.graph import GraphError
@@ -78,9 +79,10 @@ def page_fields(wanted: Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys([*PAGE_FIELDS, *mapped]))
 
 
-def accounts(settings: Settings) -> list[str]:
-    """Configured accounts (``IG_ACCESS_TOKENS`` and TOML ``[accounts]``); ``""`` for a lone ``IG_ACCESS_TOKEN``."""
-    found = [*settings.accounts, *(a for a in settings.section("accounts") if a not in settings.accounts)]
+def accounts(settings: Settings, redis: Any = None) -> list[str]:
+    """Every account (the registry's and TOML ``[accounts]``); ``""`` for a lone ``IG_ACCESS_TOKEN``."""
+    known = registry.ids(redis, settings)
+    found = [*known, *(a for a in settings.section("accounts") if a not in known)]
     if not found and settings.access_token and settings.is_instagram_login:
         return [""]
     return found
@@ -91,6 +93,10 @@ def target(client: GraphClient, settings: Settings, account: str) -> Target:
     if settings.is_instagram_login:
         token = client.token(account)
         return Target(account, "me", token, None if token else "no access token configured")
+    connected = registry.page(client.redis, settings, account) if client.redis is not None else None
+    if connected:  # a Page connected through the login flow, with the Page token it gave
+        register_secrets([connected[1]])
+        return Target(account, *connected)
     table = settings.section("accounts").get(account)
     table = table if isinstance(table, Mapping) else {}
     page, token = str(table.get("page_id") or ""), str(table.get("page_token") or "")

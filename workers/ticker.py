@@ -30,6 +30,8 @@ TASKS: list[str] = [
     "workers.account_insights:due",
     "workers.polling:token_refresh_due",
     "workers.watchdog:due",
+    "workers.account_status:due",
+    "workers.backfill:due",
     "config.stats:snapshot_minute",
 ]
 

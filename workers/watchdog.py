@@ -21,7 +21,7 @@ from typing import Any
 
 from redis import Redis
 
-from config import contract, stats
+from config import accounts, contract, stats
 from config.settings import Settings
 from workers import media_state, subscriptions, ticker
 from workers.context import Context
@@ -37,7 +37,7 @@ def due(ctx: Context) -> int:
     """Tick task: enqueue a check of each account whose interval has passed."""
     interval = ctx.settings.watchdog_interval
     return ticker.enqueue_per_account(
-        ctx, "watchdog", ctx.settings.accounts, interval, contract.Jobs.WATCHDOG, "periodic"
+        ctx, "watchdog", accounts.ids(ctx.redis, ctx.settings), interval, contract.Jobs.WATCHDOG, "periodic"
     )
 
 

@@ -10,7 +10,18 @@ from __future__ import annotations
 import argparse
 import importlib
 
-COMMANDS = ("web", "worker", "dev", "simulate", "fetch", "subscribe", "check", "failed")  # `igrelay --help` order
+COMMANDS = (
+    "web",
+    "worker",
+    "dev",
+    "simulate",
+    "fetch",
+    "subscribe",
+    "check",
+    "failed",
+    "accounts",
+    "backfill",
+)  # `igrelay --help` order
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

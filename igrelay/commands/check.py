@@ -18,13 +18,14 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import RedisError
 
+from config import accounts as registry
 from config import contract
 from config.logs import redact, register_secrets, settings_secrets
 from config.settings import ConfigError, Settings, redact_url
 from igrelay.commands.common import explain_parts, who
 from workers import media_state, subscriptions, watchdog
 from workers.graph import GraphError
-from workers.graph_client import GraphClient, fingerprint, open_client
+from workers.graph_client import GraphClient, open_client
 
 MARKS = {"ok": "OK", "warn": "WARN", "problem": "PROBLEM"}
 
@@ -165,7 +166,7 @@ def worker_rows(redis: Redis) -> list[Row]:
 
 def token_rows(settings: Settings, redis: Redis | None) -> list[Row]:
     """Each configured token against the Graph API, plus igrelay's own flags about it."""
-    accounts = list(settings.accounts) or ([""] if settings.access_token else [])
+    accounts = registry.ids(redis, settings) or ([""] if settings.access_token else [])
     if not accounts:
         fix = "set IG_ACCESS_TOKENS=ACCOUNT_ID=TOKEN (or IG_ACCESS_TOKEN); without one no insights are fetched"
         return [Row("problem", "token", "no access token configured", fix)]
@@ -198,8 +199,9 @@ def _expiry(settings: Settings, redis: Redis | None, account: str) -> str:
     if redis is None:
         return ""
     source, expires = redis.hmget(contract.token(account), "source", "expires_at")
-    if expires and (source or b"").decode() == fingerprint(settings.token_for(account)):
-        return f", refreshed by igrelay, expires {day(expires)}"
+    if expires and (source or b"").decode() == registry.mark(settings, account, source):
+        how = "connected" if (source or b"").decode() == registry.CONNECTED else "refreshed by igrelay"
+        return f", {how}, expires {day(expires)}"
     return ""
 
 
@@ -207,7 +209,12 @@ def _flags(settings: Settings, redis: Redis, account: str) -> list[Row]:
     rows = []
     if media_state.needs_reauth(redis, settings, account):
         text = f"{who(account)}: fetches are stopped because Meta refused this token earlier"
-        rows.append(Row("problem", "token", text, "set a new token for it in IG_ACCESS_TOKENS (that clears the flag)"))
+        fix = (
+            "set a new token for it in IG_ACCESS_TOKENS (that clears the flag)"
+            if account in settings.access_tokens
+            else "needs_reconnect: connect it again (`igrelay accounts connect`)"
+        )
+        rows.append(Row("problem", "token", text, fix))
     paused = redis.get(contract.paused_until(account))
     if paused:
         rows.append(Row("warn", "token", f"{who(account)}: rate-limited by Meta until {day(paused)}"))
@@ -217,7 +224,7 @@ def _flags(settings: Settings, redis: Redis, account: str) -> list[Row]:
 def watchdog_rows(settings: Settings, redis: Redis) -> list[Row]:
     """The subscription watchdog's verdict per account."""
     rows = []
-    for account in subscriptions.accounts(settings):
+    for account in subscriptions.accounts(settings, redis):
         state = watchdog.state(redis, account) if account else {}
         if not state:
             continue

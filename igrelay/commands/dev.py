@@ -62,13 +62,13 @@ def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
     stop, sup = stop_event(), Supervisor()
     with tempfile.TemporaryDirectory(prefix="igrelay-dev-") as tmp:
         try:
-            env, notes = prepare(settings, sup, stop, Path(tmp))
-            env["PORT"] = str(port)
-            sup.start("web", gunicorn_argv(f"{args.host}:{port}"), env)
-            sup.start("worker", [sys.executable, "-m", "igrelay", "worker"], env)
             # A comparison, not a bind: a wildcard bind is reached at 127.0.0.1 (hence the nosec).
             local = args.host in ("0.0.0.0", "")  # nosec B104
             url = f"http://{'127.0.0.1' if local else args.host}:{port}"
+            env, notes = prepare(settings, sup, stop, Path(tmp), url)
+            env["PORT"] = str(port)
+            sup.start("web", gunicorn_argv(f"{args.host}:{port}"), env)
+            sup.start("worker", [sys.executable, "-m", "igrelay", "worker"], env)
             wait_for(lambda: _answers(url + "/readyz"), "the web server", sup, stop, 30)
             banner(url, env, settings, notes)
             dead = supervise(sup, stop)
@@ -114,14 +114,17 @@ def supervise(sup: Supervisor, stop: threading.Event) -> str | None:
     return None
 
 
-def prepare(settings: Settings, sup: Supervisor, stop: threading.Event, tmp: Path) -> tuple[dict[str, str], Notes]:
+def prepare(
+    settings: Settings, sup: Supervisor, stop: threading.Event, tmp: Path, url: str = "http://127.0.0.1:8000"
+) -> tuple[dict[str, str], Notes]:
     """The children's environment (Redis, Graph API, secrets, dev defaults) and notes for the banner."""
     env = dict(os.environ)  # passed through to the children, which read it with Settings
-    notes = [("Redis", _redis(settings, sup, stop, tmp, env))]
-    if not settings.access_token and not settings.access_tokens:
-        notes.append(("Graph API", _sandbox(sup, stop, env)))
     if not settings.app_secrets:
         env["META_APP_SECRET"] = "dev-" + secrets.token_hex(16)
+    notes = [("Redis", _redis(settings, sup, stop, tmp, env))]
+    if not settings.access_token and not settings.access_tokens:
+        notes.append(("Graph API", _sandbox(sup, stop, env, url)))
+        notes.append(("connect", f"{url}/console/accounts, Connect an account (the sandbox's consent page)"))
     if not settings.verify_token:
         env["META_VERIFY_TOKEN"] = "dev-" + secrets.token_urlsafe(12)
     if not settings.console_password:
@@ -159,24 +162,30 @@ def _ping(url: str) -> bool:
         client.close()
 
 
-def _sandbox(sup: Supervisor, stop: threading.Event, env: dict[str, str]) -> str:
-    """Start the sandbox Graph API and point the children at it with its demo accounts' tokens."""
-    from igrelay.sandbox import demo_data
+def _sandbox(sup: Supervisor, stop: threading.Event, env: dict[str, str], url: str) -> str:
+    """Start the sandbox Graph API, playing Meta's login for igrelay's app too, and point the children at it:
+    the first demo account by its token, the other one to connect in the browser."""
+    from igrelay.sandbox import DEFAULT_APP_ID, demo_data
 
+    app_secret = env["META_APP_SECRET"].split(",")[0].strip()
     argv = [sys.executable, "-m", "igrelay.sandbox", "--port", "0", "--accounts", "2"]
+    argv += ["--app-id", DEFAULT_APP_ID, "--app-secret", app_secret, "--redirect-uri", f"{url}/connect/callback"]
     child = sup.start("sandbox Graph API", argv, env, stdout=subprocess.PIPE, text=True)
     line = _first_line(child, stop, 15)
     if not line.startswith("sandbox Graph API on http://"):
         raise Stopped("the sandbox Graph API did not start")
-    data = demo_data(2)  # the same deterministic accounts and tokens the child serves
+    data = demo_data(2, history=0)  # the same deterministic accounts and tokens the child serves
     tokens = {a: next(t for t, tok in data.tokens.items() if tok.account_id == a) for a in data.accounts}
-    _subscribe_demo(line.rpartition(" ")[2], tokens)
+    graph = line.rpartition(" ")[2]
+    first = dict(list(tokens.items())[:1])
+    _subscribe_demo(graph, first)
+    env.update(GRAPH_API_URL=graph, IG_ACCESS_TOKENS=",".join(f"{a}={t}" for a, t in first.items()), IG_ACCESS_TOKEN="")
+    env.update(IGRELAY_LOGIN_TYPE="instagram", META_APP_ID=DEFAULT_APP_ID, IGRELAY_PUBLIC_URL=url)
     env.update(
-        GRAPH_API_URL=line.rpartition(" ")[2],
-        IG_ACCESS_TOKENS=",".join(f"{a}={t}" for a, t in tokens.items()),
-        IG_ACCESS_TOKEN="",
+        IGRELAY_OAUTH_DIALOG_URL=f"{graph}/oauth/authorize", IGRELAY_OAUTH_TOKEN_URL=f"{graph}/oauth/access_token"
     )
-    return f"sandbox on {env['GRAPH_API_URL']} (no IG_ACCESS_TOKEN set), demo accounts {', '.join(tokens)}"
+    rest = ", ".join(a for a in tokens if a not in first)
+    return f"sandbox on {graph} (no IG_ACCESS_TOKEN set), demo account {', '.join(first)}; connect {rest}"
 
 
 def _first_line(child: Child, stop: threading.Event, timeout: float) -> str:

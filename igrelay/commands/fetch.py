@@ -7,6 +7,7 @@ from typing import Any
 
 from redis import Redis
 
+from config import accounts as registry
 from config.settings import Settings
 from igrelay.commands.common import CommandError, explain, optional_redis, print_json
 from workers import records
@@ -34,9 +35,9 @@ def cmd_fetch(args: argparse.Namespace, settings: Settings) -> int:
     """Print the record, or one line saying why there is none."""
     if not args.media_id.isdigit():
         raise CommandError(f"MEDIA_ID must be a number, got {args.media_id!r}")
-    if args.account and not settings.token_for(args.account):
-        raise CommandError(f"no access token for account {args.account}: set IG_ACCESS_TOKENS=ACCOUNT_ID=TOKEN")
     redis = optional_redis(settings)
+    if args.account and not registry.token(redis, settings, args.account):
+        raise CommandError(f"no access token for account {args.account}: set IG_ACCESS_TOKENS=ACCOUNT_ID=TOKEN")
     try:
         record = fetch_now(settings, args.media_id, account=args.account, redis=redis)
     except TerminalError as exc:
@@ -64,7 +65,7 @@ def fetch_now(
 
     Without ``account`` each configured token is tried in turn until one can see the media.
     """
-    candidates = [account] if account else [*settings.accounts, *([""] if settings.access_token else [])]
+    candidates = [account] if account else [*registry.ids(redis, settings), *([""] if settings.access_token else [])]
     if not candidates:
         raise AuthError("no access token configured")
     error: GraphError = AuthError("no token could read this media")

@@ -42,12 +42,12 @@ def _csv(raw: str) -> list[str]:
 def cmd_subscribe(args: argparse.Namespace, settings: Settings) -> int:
     """Subscribe every account; print a table; exit 1 on any problem."""
     register_secrets(settings_secrets(settings))
-    accounts = subscriptions.accounts(settings)
+    redis = optional_redis(settings)
+    accounts = subscriptions.accounts(settings, redis)
     if not accounts:
         raise CommandError("no accounts configured: set IG_ACCESS_TOKENS=ACCOUNT_ID=TOKEN (or IG_ACCESS_TOKEN)")
     fields = subscriptions.fields_for(settings, args.fields)
     rows = []
-    redis = optional_redis(settings)
     with open_client(settings, redis, pool=2) as client:
         for account in accounts:
             rows.append([account or "(IG_ACCESS_TOKEN)", ",".join(fields), _one(client, settings, account, fields)])

@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--login-type", choices=["instagram", "facebook"], default="instagram", help="host to play")
     parser.add_argument("--app-id", default=DEFAULT_APP_ID, help="the app id the login flow accepts")
     parser.add_argument("--app-secret", default=DEFAULT_APP_SECRET, help="the app secret the token endpoints check")
+    parser.add_argument("--redirect-uri", action="append", default=[], help="a redirect URI the login flow accepts")
     parser.add_argument("--history", type=int, default=HISTORY_MEDIA, help="older media per demo account")
     args = parser.parse_args(argv)
     stop = threading.Event()
@@ -41,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         login_type=args.login_type,
         app_id=args.app_id,
         app_secret=args.app_secret,
+        redirect_uris=args.redirect_uri,
     )
     with sandbox:
         print(f"sandbox Graph API on {sandbox.url}", flush=True)

@@ -11,6 +11,7 @@ from redis.exceptions import RedisError
 from rq import Queue
 from rq.registry import ScheduledJobRegistry
 
+from config import accounts as registry
 from config import contract, deadletters, sinkconf, stats
 from config.rq import QUEUE, SERIALIZER
 from config.settings import Settings
@@ -123,7 +124,7 @@ def account(redis: Redis, settings: Settings, account_id: str, now: float | None
     problems = json.loads(watch.get("problems") or "{}")
     return {
         "id": account_id,
-        "source": "env" if account_id in settings.accounts else "connected",
+        **registry.describe(redis, settings, account_id, now),
         "paused_until": paused_until,
         "needs_reconnect": bool(reauth),
         "last_delivery": float(text(last)) if last else None,
@@ -137,8 +138,8 @@ def account(redis: Redis, settings: Settings, account_id: str, now: float | None
 
 
 def accounts(redis: Redis, settings: Settings) -> list[dict[str, Any]]:
-    """Every configured account."""
-    return [account(redis, settings, a) for a in settings.accounts]
+    """Every account of the registry (the environment's and connected ones)."""
+    return [account(redis, settings, a) for a in registry.ids(redis, settings)]
 
 
 def pause(redis: Redis, account_id: str, seconds: int) -> None:

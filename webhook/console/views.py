@@ -9,10 +9,14 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, session, url_for
 from redis.exceptions import RedisError
+from rq import Queue
 from werkzeug.exceptions import HTTPException
 
+from config import accounts as registry
 from config import deadletters, stats
+from config import login as login_flow
 from config.contract import Jobs
+from config.rq import QUEUE, SERIALIZER, presets
 from config.settings import Settings
 from webhook.console import auth, charts, live
 from webhook.console.history import History, open_history
@@ -165,7 +169,15 @@ def overview_fragment() -> str:
 @bp.get("/accounts")
 def accounts() -> str:
     redis = _ctx()["redis"]
-    return render_template("console/accounts.html", accounts=live.accounts(redis, _settings()), pauses=live.PAUSES)
+    settings = _settings()
+    found = live.accounts(redis, settings)
+    return render_template(
+        "console/accounts.html",
+        accounts=found,
+        pauses=live.PAUSES,
+        login_off=settings.login_off,
+        connected=request.args.get("connected", ""),
+    )
 
 
 def _account_id(account_id: str) -> str:
@@ -186,6 +198,35 @@ def pause(account_id: str) -> Any:
 @bp.post("/accounts/<account_id>/resume")
 def resume(account_id: str) -> Any:
     live.resume(_ctx()["redis"], _account_id(account_id))
+    return redirect(url_for("console.accounts"))
+
+
+@bp.get("/connect")
+def connect() -> Any:
+    """Start Meta's login flow for this session: a single-use link, followed at once."""
+    settings = _settings()
+    if settings.login_off:
+        abort(404, settings.login_off)
+    return redirect(login_flow.new_link(_ctx()["redis"], settings))
+
+
+@bp.post("/accounts/<account_id>/remove")
+def remove(account_id: str) -> Any:
+    try:
+        registry.remove(_ctx()["redis"], _settings(), _account_id(account_id))
+    except registry.AccountError as exc:
+        abort(409, str(exc))
+    return redirect(url_for("console.accounts"))
+
+
+@bp.post("/accounts/<account_id>/backfill")
+def backfill(account_id: str) -> Any:
+    redis, account_id = _ctx()["redis"], _account_id(account_id)
+    if not registry.known(redis, _settings(), account_id):
+        abort(404)
+    Queue(QUEUE, connection=redis, serializer=SERIALIZER).enqueue(
+        Jobs.BACKFILL, args=(account_id,), description=f"backfill {account_id}", **presets()["periodic"]
+    )
     return redirect(url_for("console.accounts"))
 
 
@@ -320,9 +361,8 @@ def _activity() -> dict[str, Any]:
 
 @bp.get("/activity")
 def activity() -> str:
-    return render_template(
-        "console/activity.html", refresh=REFRESH_SECONDS, kinds=KINDS, accounts=_settings().accounts, **_activity()
-    )
+    found = registry.ids(_ctx()["redis"], _settings())
+    return render_template("console/activity.html", refresh=REFRESH_SECONDS, kinds=KINDS, accounts=found, **_activity())
 
 
 @bp.get("/activity.frag")
