@@ -23,6 +23,7 @@ BENCHES = {
     "fetch": ("Insights: Graph calls and refresh throughput", "bench/bench_fetch.py"),
     "sinks": ("Sinks: records/s and HTTP deliveries/s", "bench/bench_sinks.py"),
     "e2e": ("End to end: latency and memory", "bench/bench_e2e.py"),
+    "onebox": ("One box: web and worker together, sustained rate", "bench/bench_onebox.py"),
 }
 
 

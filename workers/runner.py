@@ -276,7 +276,8 @@ class InProcessPenalty(UnixSignalDeathPenalty):
 
 
 def preload(settings: Settings) -> None:
-    """Import job code and configured sink drivers once, before RQ forks a horse per job."""
+    """Import job code and configured sink drivers once: before RQ forks a horse for a job, and before the
+    first job run in this process."""
     import workers.jobs  # noqa: F401
 
     for url, _options in sinks.configured(settings).values():
