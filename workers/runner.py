@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Any, ClassVar
 
+from redis.exceptions import RedisError
 from rq.exceptions import ShutDownImminentException
 from rq.executions import Execution
 from rq.job import Job, JobStatus
@@ -111,6 +112,11 @@ class Worker(HerokuWorker):
             execution = self.prepare_execution(job)
             with self._heartbeats(job, execution):
                 self.perform_job(job, queue, execution)
+        except RedisError as exc:
+            # RQ's own bookkeeping failed after the job (Redis gone or full). A horse would have died of
+            # it, not the worker: the job stays started in RQ's registry and its abandoned-job cleanup
+            # runs it again (it is idempotent); this worker goes on to reconnect.
+            log.error("job bookkeeping failed (%s); left to RQ's cleanup", type(exc).__name__, extra={"job": job.id})
         finally:
             self.death_penalty_class = penalty
             self._in_process = None
