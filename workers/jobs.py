@@ -21,6 +21,7 @@ from config import contract, stats
 from config.rq import QUEUE, SERIALIZER, presets
 from workers import context, delivery, fetch, ingest, polling, ticker
 from workers import watchdog as subscription_watchdog
+from workers.redis_values import text
 from workers.sinks import Record
 
 log = logging.getLogger("igrelay.jobs")
@@ -73,10 +74,23 @@ def drain_inbox() -> dict[str, int]:
 
 
 def _kick_if_left(redis: Redis) -> None:
-    """Entries still in the inbox after a drain's slice: make sure a drain job follows, as the web does
-    (a pending flag already set means one is on its way)."""
-    if redis.xlen(contract.INBOX) and redis.set(contract.INBOX_PENDING, b"1", nx=True, ex=5):
+    """Entries no consumer has read yet after a drain's slice: make sure a drain job follows, as the web
+    does (a pending flag already set means one is on its way). Entries another consumer holds are not
+    this job's to chase: they are claimed once idle (``ingest.CLAIM_IDLE_MS``), by a drain or the tick."""
+    pipe = redis.pipeline(transaction=False)
+    pipe.xinfo_stream(contract.INBOX)
+    pipe.xinfo_groups(contract.INBOX)
+    stream, groups = pipe.execute()
+    delivered = next((g["last-delivered-id"] for g in groups if text(g["name"]) == contract.INBOX_GROUP), "0-0")
+    if _entry_id(stream["last-generated-id"]) <= _entry_id(delivered):
+        return
+    if redis.set(contract.INBOX_PENDING, b"1", nx=True, ex=5):
         Queue(QUEUE, connection=redis, serializer=SERIALIZER).enqueue(contract.Jobs.DRAIN_INBOX, **presets()["ingest"])
+
+
+def _entry_id(value: bytes | str) -> tuple[int, int]:
+    ms, _, seq = text(value).partition("-")
+    return int(ms), int(seq or 0)
 
 
 @counted
