@@ -42,7 +42,7 @@ def wait_healthy(port: int, what: str = "web", proc: subprocess.Popen[bytes] | N
         try:
             requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
             return
-        except (requests.ConnectionError, requests.Timeout):  # not listening yet, or no worker booted yet
+        except requests.RequestException:  # not listening yet, or accepted but not answering yet
             time.sleep(0.1)
     tail = LOGS[proc.pid].read_text(errors="replace")[-2000:] if proc is not None else ""
     raise RuntimeError(f"{what} did not start" + (f"; its output:\n{tail}" if tail else ""))

@@ -24,6 +24,7 @@ BENCHES = {
     "fetch": ("Insights: Graph calls and refresh throughput", "bench/bench_fetch.py"),
     "sinks": ("Sinks: records/s and HTTP deliveries/s", "bench/bench_sinks.py"),
     "e2e": ("End to end: latency and memory", "bench/bench_e2e.py"),
+    "onebox": ("One box: web and worker together, sustained rate", "bench/bench_onebox.py"),
     "backfill": ("Backfill: 2,000 media beside live comments", "bench/bench_backfill.py"),
     "console": ("Console: page times over 100,000 records, /webhook with the console on", "bench/bench_console.py"),
 }

@@ -196,3 +196,6 @@ class Jobs:
 
 
 JOB_PATHS = frozenset(v for k, v in vars(Jobs).items() if k.isupper())
+# Short, igrelay-owned, idempotent jobs the worker runs in its own process instead of forking a work
+# horse for each (a fork costs 25-30 ms, longer than the job): the inbox drain and sink deliveries.
+IN_PROCESS_JOBS = frozenset({Jobs.DRAIN_INBOX, Jobs.DELIVER})

@@ -13,16 +13,23 @@ import os
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
+from redis import Redis
 from redis.exceptions import RedisError
-from rq import get_current_job
+from rq import Queue, get_current_job
 
-from config import stats
+from config import contract, stats
+from config.rq import QUEUE, SERIALIZER, presets
 from workers import account_insights as account_days
 from workers import context, delivery, fetch, ingest, polling, ticker
 from workers import watchdog as subscription_watchdog
+from workers.redis_values import text
 from workers.sinks import Record
 
 log = logging.getLogger("igrelay.jobs")
+# One drain job reads the inbox for this long at most, then hands on to a new drain job at the back of
+# the queue: under a steady stream a drain would otherwise read for its whole minute while the sink
+# deliveries it emitted wait behind it in the queue.
+DRAIN_SLICE = 0.1
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -62,8 +69,29 @@ def drain_inbox() -> dict[str, int]:
     """Turn stored deliveries into records and fetch requests."""
     ctx = context.current()
     ticker.ensure(ctx.redis)
-    result = ingest.drain(ctx.redis, ctx.settings, consumer=_consumer())
+    result = ingest.drain(ctx.redis, ctx.settings, consumer=_consumer(), max_seconds=DRAIN_SLICE)
+    _kick_if_left(ctx.redis)
     return {"deliveries": result.deliveries, "records": result.records, "fetches": result.fetches}
+
+
+def _kick_if_left(redis: Redis) -> None:
+    """Entries no consumer has read yet after a drain's slice: make sure a drain job follows, as the web
+    does (a pending flag already set means one is on its way). Entries another consumer holds are not
+    this job's to chase: they are claimed once idle (``ingest.CLAIM_IDLE_MS``), by a drain or the tick."""
+    pipe = redis.pipeline(transaction=False)
+    pipe.xinfo_stream(contract.INBOX)
+    pipe.xinfo_groups(contract.INBOX)
+    stream, groups = pipe.execute()
+    delivered = next((g["last-delivered-id"] for g in groups if text(g["name"]) == contract.INBOX_GROUP), "0-0")
+    if _entry_id(stream["last-generated-id"]) <= _entry_id(delivered):
+        return
+    if redis.set(contract.INBOX_PENDING, b"1", nx=True, ex=5):
+        Queue(QUEUE, connection=redis, serializer=SERIALIZER).enqueue(contract.Jobs.DRAIN_INBOX, **presets()["ingest"])
+
+
+def _entry_id(value: bytes | str) -> tuple[int, int]:
+    ms, _, seq = text(value).partition("-")
+    return int(ms), int(seq or 0)
 
 
 @counted
