@@ -12,6 +12,7 @@ from rq.timeouts import JobTimeoutException
 
 from config import contract
 from config.rq import QUEUE, SERIALIZER
+from workers import runner
 from workers.runner import InProcessPenalty, Worker, build_worker
 
 
@@ -21,6 +22,7 @@ def test_drain_and_deliver_run_without_a_fork_and_other_jobs_fork(settings, redi
     deliver = queue.enqueue(contract.Jobs.DELIVER, args=("no-such-sink", []), result_ttl=60)
     other = queue.enqueue("tests.support.jobs.mark", "forked", result_ttl=60)
     forks: list[str] = []
+    monkeypatch.setattr(runner, "ALLOWED", runner.ALLOWED | {"tests.support.jobs.mark"})
     monkeypatch.setattr(Worker, "fork_work_horse", lambda self, job, queue: forks.append(job.func_name))
     monkeypatch.setattr(Worker, "monitor_work_horse", lambda self, job, queue, execution: None)
     build_worker(settings).work(burst=True, with_scheduler=False)
