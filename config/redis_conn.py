@@ -18,6 +18,7 @@ Purposes:
 from __future__ import annotations
 
 import logging
+import os
 import random
 import socket
 import threading
@@ -154,7 +155,7 @@ class _Outage:
                     type(error).__name__,
                     purpose,
                     BACKOFF_CAP,
-                    extra={"redis_outage": "start"},
+                    extra={"redis_outage": "start", "pid": os.getpid()},
                 )
 
     def ok(self, purpose: str) -> None:
@@ -167,7 +168,7 @@ class _Outage:
                     "Redis is back after %.1f s; the %s resumes",
                     took,
                     purpose,
-                    extra={"redis_outage": "end", "seconds": round(took, 1)},
+                    extra={"redis_outage": "end", "seconds": round(took, 1), "pid": os.getpid()},
                 )
 
 
@@ -215,12 +216,18 @@ class Patient(Retry):
         is_retryable: Callable[[Exception], bool] | None = None,
         with_failure_count: bool = False,
     ) -> T:
+        failed_here = 0
+
         def failed(error: Exception, failures: int) -> None:
+            nonlocal failed_here
+            failed_here = failures
             fail(error, failures) if with_failure_count else fail(error)
             OUTAGE.failed(self.purpose, error, failures)
 
         result = super().call_with_retry(do, failed, is_retryable, with_failure_count=True)
-        if OUTAGE.since is not None:
+        # Only a call that failed and then went through shows Redis is back: a call that never failed may
+        # not have reached Redis at all (connecting a pooled connection whose stale socket is still open).
+        if failed_here and OUTAGE.since is not None:
             OUTAGE.ok(self.purpose)
         return result
 
