@@ -34,7 +34,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
-from redis.sentinel import Sentinel
+from redis.sentinel import Sentinel, SentinelManagedConnection
 
 if TYPE_CHECKING:
     from config.settings import Settings
@@ -119,8 +119,31 @@ def _sentinel_client(url: SentinelURL, options: dict[str, Any]) -> Redis:
     # (Patient for the worker) asks them all again.
     sentinel = Sentinel(list(url.sentinels), sentinel_kwargs={**asked, "retry": Retry(NoBackoff(), 0)})
     auth = {"db": url.db, "username": url.username, "password": url.password}
-    client: Redis = sentinel.master_for(url.master, **auth, **options)
+    client: Redis = sentinel.master_for(url.master, connection_class=PrimaryConnection, **auth, **options)
     return client
+
+
+class PrimaryConnection(SentinelManagedConnection):
+    """A connection to the primary that asks the sentinels where it is on every reconnect.
+
+    redis-py's ``SentinelManagedConnection`` asks them only in ``connect()``; sending a command on a
+    dropped connection reconnects through ``connect_check_health()`` to the address it last knew, so a
+    command retried after a failover kept knocking at the dead primary."""
+
+    _resolving = False  # inside connect(), which asked the sentinels already
+
+    def connect(self) -> None:
+        self._resolving = True
+        try:
+            super().connect()  # type: ignore[no-untyped-call]
+        finally:
+            self._resolving = False
+
+    def connect_check_health(self, check_health: bool = True, retry_socket_connect: bool = True) -> None:
+        if self._sock or self._resolving or not self.connection_pool.is_master:
+            super().connect_check_health(check_health, retry_socket_connect)
+            return
+        self.connect()
 
 
 def replicas_to_wait_for(settings: Settings) -> int:
