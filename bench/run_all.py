@@ -23,6 +23,7 @@ BENCHES = {
     "fetch": ("Insights: Graph calls and refresh throughput", "bench/bench_fetch.py"),
     "sinks": ("Sinks: records/s and HTTP deliveries/s", "bench/bench_sinks.py"),
     "e2e": ("End to end: latency and memory", "bench/bench_e2e.py"),
+    "sentinel": ("Receiver behind Redis Sentinel: the cost of WAIT 1", "bench/bench_sentinel.py"),
     "console": ("Console: page times over 100,000 records, /webhook with the console on", "bench/bench_console.py"),
 }
 
