@@ -67,7 +67,7 @@ def test_web_and_worker_follow_a_sentinel_failover(procs, tmp_path):
     print(
         f"sentinel failover: new primary named {switched - killed:.1f} s after the kill "
         f"(down-after {DOWN_AFTER_MS} ms); deliveries refused (503) for {first_ok - killed:.1f} s, "
-        f"{len(down)} of them; 200 again {first_ok - switched:.1f} s after the failover"
+        f"{len(down)} of them; 200 again {max(0.0, first_ok - switched):.1f} s after the failover"
     )
 
     while waiting:  # Meta's retries
