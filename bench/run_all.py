@@ -26,6 +26,7 @@ BENCHES = {
     "e2e": ("End to end: latency and memory", "bench/bench_e2e.py"),
     "onebox": ("One box: web and worker together, sustained rate", "bench/bench_onebox.py"),
     "backfill": ("Backfill: 2,000 media beside live comments", "bench/bench_backfill.py"),
+    "sentinel": ("Receiver behind Redis Sentinel: the cost of WAIT 1", "bench/bench_sentinel.py"),
     "console": ("Console: page times over 100,000 records, /webhook with the console on", "bench/bench_console.py"),
 }
 

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from config import redis_conn
+
 DEFAULT_GRAPH_API_URL = "https://graph.instagram.com"
 DEFAULT_GRAPH_API_VERSION = "v25.0"
 LOGIN_TYPES = ("instagram", "facebook")
@@ -81,8 +83,14 @@ def _parse_http_url(name: str, raw: str) -> str:
 
 
 def _parse_redis_url(name: str, raw: str) -> str:
+    if redis_conn.is_sentinel(raw):
+        try:
+            redis_conn.parse_sentinel_url(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{name}: {exc} (redis+sentinel://host:26379,host2:26379/MASTER/DB)") from None
+        return raw
     if urlsplit(raw).scheme not in ("redis", "rediss", "unix"):
-        raise ConfigError(f"{name}: expected a redis://, rediss:// or unix:// URL")
+        raise ConfigError(f"{name}: expected a redis://, rediss://, unix:// or redis+sentinel:// URL")
     return raw
 
 
@@ -102,6 +110,9 @@ def redact_url(url: str, path_chars: int | None = 12) -> str:
     Sink URLs are shown by their sinks (``workers.sinks.redact``); this is for REDIS_URL and GRAPH_API_URL.
     """
     parts = urlsplit(url)
+    if redis_conn.is_sentinel(url):  # several host:port, which urlsplit's hostname and port do not read
+        hosts = parts.netloc.rpartition("@")[2]
+        return f"{parts.scheme}://{hosts}{parts.path}"
     netloc = parts.hostname or ""
     try:
         netloc += f":{parts.port}" if parts.port else ""

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 from flask import Flask
 from redis import Redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
+from config import redis_conn
 from config.logs import setup_logging
 from config.settings import Settings
 from webhook.store import DeliveryStore
-
-# Short timeouts and no client-side retries: a dead Redis must give a 503 well within 2 s.
-REDIS_TIMEOUT = 1.0
 
 
 def create_app(settings: Settings | None = None, redis: Redis | None = None) -> Flask:
@@ -22,14 +18,10 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
     setup_logging(settings)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    redis = redis or Redis.from_url(
-        settings.redis_url,
-        socket_timeout=REDIS_TIMEOUT,
-        socket_connect_timeout=REDIS_TIMEOUT,
-        retry=Retry(NoBackoff(), 0),
-        **settings.redis_options(),
-    )
-    app.extensions["igrelay"] = {"settings": settings, "store": DeliveryStore(redis), "redis": redis}
+    # Short timeouts and no client-side retries: a dead Redis must give a 503 well within 2 s.
+    redis = redis or redis_conn.connect(settings, "web")
+    store = DeliveryStore(redis, replicas=redis_conn.replicas_to_wait_for(settings))
+    app.extensions["igrelay"] = {"settings": settings, "store": store, "redis": redis}
     from webhook.views import bp
 
     app.register_blueprint(bp)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from redis import Redis
 
+from config import redis_conn
 from config.settings import Settings
 
 
@@ -25,10 +26,8 @@ _current: Context | None = None
 
 
 def connect(settings: Settings) -> Redis:
-    """A Redis client for worker-side work (RQ sets its own socket timeouts on its connection)."""
-    return Redis.from_url(
-        settings.redis_url, socket_connect_timeout=5, health_check_interval=30, **settings.redis_options()
-    )
+    """A Redis client for worker-side work: it waits out a Redis outage (``config.redis_conn``)."""
+    return redis_conn.connect(settings, "worker")
 
 
 def install(context: Context | None) -> None:

@@ -7,12 +7,15 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 from typing import Any, ClassVar
 
+from redis import Redis
 from redis.exceptions import RedisError
+from rq import worker_registration
+from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.exceptions import ShutDownImminentException
 from rq.executions import Execution
 from rq.job import Job, JobStatus
@@ -21,12 +24,13 @@ from rq.timeouts import UnixSignalDeathPenalty
 from rq.utils import now
 from rq.worker import HerokuWorker, WorkerStatus
 
-from config import contract, crypto
+from config import contract, crypto, redis_conn
 from config.contract import JOB_PATHS
 from config.logs import setup_logging
 from config.rq import QUEUES, SERIALIZER, WORKER
 from config.settings import Settings
 from workers import context, ingest, sinks, ticker
+from workers.rq_scheduler import Scheduler
 
 log = logging.getLogger("igrelay.worker")
 # The only functions the worker runs: igrelay's entry points (tests that need a job of their own add it).
@@ -51,7 +55,18 @@ class Worker(HerokuWorker):
     the retry count drops and the next attempt waits the next, longer interval. A few restarts in a
     row (a deploy, a dyno cycling) then parked innocent jobs for minutes; a job can't be blamed for
     the dyno's restart. (tests/faults/test_worker_restart.py)
+
+    A Redis outage pauses the worker instead of ending it: its client (``config.redis_conn``'s
+    ``worker`` purpose) retries every command until Redis answers, so neither RQ's work loop, its
+    horse monitor, nor the scheduler process sees the connection error that made them quit. The
+    overrides below the ``Redis outages`` line finish the job: the scheduler gets a client of its
+    own, the worker re-announces itself after an outage that outlived its registration, and a
+    worker stopping during an outage stops instead of waiting. (tests/faults/test_redis_outage.py)
     """
+
+    # A client for the scheduler process, built in that process (None: RQ's own rebuild of the worker's).
+    scheduler_connection: Callable[[], Redis] | None = None
+    _outages_seen = 0
 
     _shutting_down = False
     _interrupted: str | None = None  # id of the job this process saw cut short by the shutdown
@@ -104,7 +119,9 @@ class Worker(HerokuWorker):
 
     def handle_warm_shutdown_request(self) -> None:
         """A job running in this process gets what a horse gets on SIGTERM: a few seconds to finish,
-        then ``ShutDownImminentException`` in it, and back to the front of the queue."""
+        then ``ShutDownImminentException`` in it, and back to the front of the queue. A command waiting
+        for Redis gives up, so the stop does not wait for Redis too."""
+        redis_conn.stop_waiting()
         if self._in_process is None:
             HerokuWorker.handle_warm_shutdown_request(self)
             return
@@ -170,6 +187,13 @@ class Worker(HerokuWorker):
             super().heartbeat(timeout, pipe)
             pipe.execute()
         self._last_beat = time.monotonic()
+        if redis_conn.outages() != self._outages_seen:  # an outage outlived the registration: write it again
+            self._outages_seen = redis_conn.outages()
+            with self.connection.pipeline() as pipe:
+                pipe.hset(self.key, mapping=self.serialize())
+                worker_registration.register(self, pipe)
+                pipe.expire(self.key, timeout or self.worker_ttl + 60)
+                pipe.execute()
 
     def set_state(self, state: str, pipeline: Any = None) -> None:
         """RQ writes ``idle`` before and after every job; write a state only when it changes."""
@@ -231,6 +255,49 @@ class Worker(HerokuWorker):
             job.func_name,
             extra={"job": job.id, "interruptions": interruptions},
         )
+
+    # --- Redis outages ------------------------------------------------------------------------
+
+    def _start_scheduler(
+        self,
+        burst: bool = False,
+        logging_level: str | None = "INFO",
+        date_format: str = DEFAULT_LOGGING_DATE_FORMAT,
+        log_format: str = DEFAULT_LOGGING_FORMAT,
+    ) -> None:
+        """RQ's, with igrelay's ``Scheduler`` (a client built for it, a quiet stop during an outage)."""
+        if self.scheduler_connection is None:
+            super()._start_scheduler(burst, logging_level, date_format, log_format)
+            return
+        level = logging_level if logging_level is not None else self.log.level
+        self.scheduler = Scheduler(
+            self.queues,
+            connection=self.connection,
+            connect=self.scheduler_connection,
+            logging_level=level,
+            date_format=date_format,
+            log_format=log_format,
+            serializer=self.serializer,
+        )
+        self.scheduler.acquire_locks()  # type: ignore[no-untyped-call]
+        if not self.scheduler.acquired_locks:
+            return
+        if not burst:
+            self.scheduler.start()  # type: ignore[no-untyped-call]
+            return
+        try:
+            self.scheduler.register_birth()
+            self.scheduler.enqueue_scheduled_jobs()  # type: ignore[no-untyped-call]
+        finally:
+            self.scheduler.release_locks()  # type: ignore[no-untyped-call]
+            self.scheduler.register_death()
+
+    def teardown(self) -> None:
+        """RQ's, except that Redis still away at the end leaves the registration to expire on its own."""
+        try:
+            super().teardown()  # type: ignore[no-untyped-call]
+        except RedisError as exc:
+            log.warning("worker stopped while Redis was unreachable (%s)", type(exc).__name__)
 
 
 def refusal(job: Job) -> str | None:
@@ -332,7 +399,9 @@ def build_worker(settings: Settings, name: str | None = None) -> Worker:
     context.install(context.Context(settings, redis))
     ingest.ensure_group(redis)
     ticker.ensure(redis)
-    return Worker(QUEUES, name=name, connection=redis, serializer=SERIALIZER, log_job_description=False, **WORKER)
+    worker = Worker(QUEUES, name=name, connection=redis, serializer=SERIALIZER, log_job_description=False, **WORKER)
+    worker.scheduler_connection = lambda: redis_conn.connect(settings, "scheduler")
+    return worker
 
 
 def run_worker(settings: Settings, burst: bool = False, name: str | None = None) -> bool:

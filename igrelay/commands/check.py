@@ -19,7 +19,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from config import accounts as registry
-from config import contract
+from config import contract, redis_conn
 from config.logs import redact, register_secrets, settings_secrets
 from config.settings import ConfigError, Settings, redact_url
 from igrelay.commands.common import explain_parts, who
@@ -123,7 +123,7 @@ def metrics_row(settings: Settings) -> Row:
 def redis_rows(settings: Settings) -> tuple[list[Row], Redis | None]:
     """Does Redis answer, and will it keep igrelay's keys (``noeviction``)?"""
     where = redact_url(settings.redis_url)
-    client = Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=5, **settings.redis_options())
+    client = redis_conn.connect(settings, "cli", timeout=5)
     try:
         client.ping()
     except RedisError as exc:

@@ -10,6 +10,7 @@ from typing import Any, TextIO
 from redis import Redis
 from redis.exceptions import RedisError
 
+from config import redis_conn
 from config.settings import Settings, redact_url
 from workers.graph import AuthError, GraphError, TerminalError, ThrottledError, TransientError
 
@@ -20,9 +21,7 @@ class CommandError(Exception):
 
 def connect(settings: Settings, timeout: float = 3.0) -> Redis:
     """A Redis client that answered a PING, or a ``CommandError`` saying what to do."""
-    client = Redis.from_url(
-        settings.redis_url, socket_connect_timeout=timeout, socket_timeout=timeout, **settings.redis_options()
-    )
+    client = redis_conn.connect(settings, "cli", timeout=timeout)
     try:
         client.ping()
     except RedisError as exc:

@@ -17,9 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import requests
-from redis import Redis
 from redis.exceptions import RedisError
 
+from config import redis_conn
 from config.settings import Settings, redact_url
 from igrelay.commands.common import CommandError
 from igrelay.commands.simulate import DEMO_ACCOUNT, DEMO_MEDIA
@@ -153,7 +153,7 @@ def _redis(settings: Settings, sup: Supervisor, stop: threading.Event, tmp: Path
 
 
 def _ping(url: str) -> bool:
-    client = Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
+    client = redis_conn.connect(Settings(redis_url=url), "cli", timeout=1.5)
     try:
         return bool(client.ping())
     except RedisError:
