@@ -167,3 +167,22 @@ def test_body_shorter_than_its_content_length_is_400(client, redis):
         environ_overrides={"wsgi.input": io.BytesIO(SAMPLE[:100]), "CONTENT_LENGTH": str(len(SAMPLE))},
     )
     assert answer.status_code == 400 and redis.xlen(contract.INBOX) == 0
+
+
+def test_request_threads_store_on_connections_of_their_own(app, redis):
+    """gunicorn's gthread workers serve several requests at once: none waits for another's round trip."""
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    store = app.extensions["igrelay"]["store"]
+    barrier = Barrier(4)
+
+    def put(i: int) -> int:
+        barrier.wait(5)  # all four threads are alive together, so none can reuse another's slot
+        store.put(b'{"object":"instagram","entry":[]}')
+        return id(store._connection())
+
+    with ThreadPoolExecutor(4) as pool:
+        connections = set(pool.map(put, range(4)))
+    assert len(connections) == 4
+    assert redis.xlen(contract.INBOX) == 4

@@ -49,6 +49,15 @@ class StoreUnavailable(Exception):
     """Redis did not take the delivery; the caller answers 503 so Meta retries."""
 
 
+class _ThreadConnection(threading.local):
+    """One request thread's own connection to Redis (gunicorn's gthread workers serve requests on
+    several threads: each writes on its own socket, with no lock between them)."""
+
+    conn: ConnectionInterface | None = None
+    pid = 0
+    warm = False  # the connection's last exchange succeeded
+
+
 class DeliveryStore:
     """Writes verified deliveries to the inbox stream and kicks the drain job."""
 
@@ -56,10 +65,7 @@ class DeliveryStore:
         self.redis = redis
         self.replicas = replicas  # replicas that must hold a delivery before it counts as stored
         self.queue = Queue(QUEUE, connection=redis, serializer=SERIALIZER)
-        self._conn: ConnectionInterface | None = None
-        self._pid = 0
-        self._warm = False  # the connection's last exchange succeeded
-        self._lock = threading.Lock()  # gunicorn's sync workers never contend; threaded servers may
+        self._local = _ThreadConnection()
 
     def put(self, body: bytes) -> str:
         """Store ``body``; return its stream entry id. Raises ``StoreUnavailable``."""
@@ -70,21 +76,20 @@ class DeliveryStore:
         ]
         if self.replicas:
             commands.append(("WAIT", self.replicas, WAIT_MS))
-        with self._lock:
-            conn = self._connection()
-            warm = self._warm
+        conn = self._connection()
+        warm = self._local.warm
+        try:
             try:
-                try:
-                    replies = self._send(conn, commands)
-                except RedisConnectionError:
-                    if not warm:
-                        raise
-                    # A connection that worked before was closed under us (Redis restarted, a
-                    # proxy dropped it): one more try on a new one. At worst the first XADD had
-                    # landed, and the worker's per-change dedupe drops the copy.
-                    replies = self._send(conn, commands)
-            except RedisError as exc:
-                raise StoreUnavailable(type(exc).__name__) from exc
+                replies = self._send(conn, commands)
+            except RedisConnectionError:
+                if not warm:
+                    raise
+                # A connection that worked before was closed under us (Redis restarted, a
+                # proxy dropped it): one more try on a new one. At worst the first XADD had
+                # landed, and the worker's per-change dedupe drops the copy.
+                replies = self._send(conn, commands)
+        except RedisError as exc:
+            raise StoreUnavailable(type(exc).__name__) from exc
         entry_id, first = replies[0], replies[1]
         if self.replicas and _int(replies[-1]) < self.replicas:
             raise StoreUnavailable("no replica acknowledged the delivery in time")
@@ -94,23 +99,24 @@ class DeliveryStore:
 
     def _send(self, conn: ConnectionInterface, commands: Sequence[tuple[object, ...]]) -> list[object]:
         """Write ``commands`` at once, read every reply."""
-        self._warm = False
+        self._local.warm = False
         try:
             conn.send_packed_command(conn.pack_commands(commands))
             replies = [conn.read_response() for _ in commands]
         except BaseException:
             conn.disconnect()  # replies may be left unread: never reuse this socket
             raise
-        self._warm = True
+        self._local.warm = True
         return replies
 
     def _connection(self) -> ConnectionInterface:
-        """This process's own connection, built like the client's (URL, TLS, timeouts) and opened on
+        """This thread's own connection, built like the client's (URL, TLS, timeouts) and opened on
         first use: a pool checkout costs a lock and a poll() per command on the request path."""
-        if self._conn is None or self._pid != os.getpid():
+        local = self._local
+        if local.conn is None or local.pid != os.getpid():
             pool = self.redis.connection_pool
-            self._conn, self._pid, self._warm = pool.connection_class(**pool.connection_kwargs), os.getpid(), False
-        return self._conn
+            local.conn, local.pid, local.warm = pool.connection_class(**pool.connection_kwargs), os.getpid(), False
+        return local.conn
 
     def _kick(self) -> None:
         try:
