@@ -135,6 +135,34 @@ def connect_state(state: str) -> str:
     return PREFIX + "connect:state:" + state
 
 
+# --- periodic per-account work, by due time (config.periodic) ---
+def due(task: str) -> str:
+    """Zset of accounts by when ``task`` (poll, insights, token, watchdog, status, backfill) is next due for them."""
+    return PREFIX + "due:" + task
+
+
+DUE_SEQ = (
+    PREFIX + "due:seq"
+)  # counter: accounts entered so far (an account's phase is the golden-ratio point of its number)
+DUE_FINGERPRINT = PREFIX + "due:env:fingerprint"  # string: tag of the environment's accounts the sets were synced to
+DUE_ENV = PREFIX + "due:env"  # set: the environment's accounts at that sync (so a dropped one leaves the sets)
+RECONNECT_NEEDED = PREFIX + "accounts:needs_reconnect:ids"  # set of accounts needing reconnection (its SCARD is shown)
+
+
+# --- Meta's budget: Graph calls per account and hour ---
+def account_calls(account: str, hour: int) -> str:
+    """Hash of the account's Graph calls in the clock hour ``hour`` (epoch // 3600): purpose -> count; EX 3 h."""
+    return account_key(account, f"calls:{hour}")
+
+
+def calls_by_account(hour: int) -> str:
+    """Zset of every account's Graph calls in the clock hour ``hour``: account -> count (max and count on /metrics)."""
+    return f"{PREFIX}calls:{hour}"
+
+
+CALLS_TTL = 3 * 3600  # the hour and the one before it stay readable
+
+
 # --- backfill: an account's history, paced by a per-step budget and resumable from its cursor ---
 BACKFILLS = PREFIX + "backfill:active"  # set of accounts whose backfill is not finished
 

@@ -4,12 +4,13 @@ follower_count, online_followers and demographics; per-media breakdowns; against
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from config import contract
+from config import contract, periodic
 from igrelay.sandbox.account_insights import _daily as sandbox_daily
 from tests.conftest import run_worker, sandbox_settings
 from workers import account_insights, context, records
@@ -103,7 +104,8 @@ def test_demographics_and_online_followers(graph_settings, graph_sandbox, redis)
 
 def test_the_job_runs_from_the_tick(graph_settings, graph_sandbox, redis, tmp_path) -> None:  # type: ignore[no-untyped-def]
     ctx = context.Context(graph_settings, redis)
-    assert account_insights.due(ctx) == 2 * len(graph_sandbox.accounts) and account_insights.due(ctx) == 0
+    now = max(time.time(), periodic.pacific_midnight(time.time()) + periodic.INSIGHTS_SPREAD)  # every phase came
+    assert account_insights.due(ctx, now) == 2 * len(graph_sandbox.accounts) and account_insights.due(ctx, now) == 0
     run_worker(graph_settings)
     lines = (tmp_path / "records.jsonl").read_text().splitlines()
     out = [json.loads(line) for line in lines]
