@@ -70,8 +70,8 @@ def phase(seq: int) -> float:
 
 def due_at(settings: Settings, task: str, fraction: float, now: float) -> float:
     """The first time at or after ``now`` that is ``fraction`` of the way through the task's interval."""
-    if task == INSIGHTS:
-        return pacific_midnight(now) + fraction * INSIGHTS_SPREAD
+    if task == INSIGHTS:  # yesterday's numbers within half an hour; later days early in Meta's day
+        return now + fraction * INSIGHTS_SPREAD
     every = interval(settings, task)
     return now + (fraction * every - now) % every
 
@@ -83,9 +83,8 @@ def pacific_midnight(now: float, days: int = 0) -> float:
 
 
 def next_daily(at: float, now: float) -> float:
-    """The account's daily point after ``now``: its offset into the Pacific day it was due on, on the next day."""
-    offset = min(max(at - pacific_midnight(at), 0.0), INSIGHTS_SPREAD)
-    return pacific_midnight(now, 1) + offset
+    """The account's daily point after ``now``: early in the next Pacific day, at its own offset."""
+    return pacific_midnight(now, 1) + (at - pacific_midnight(at)) % INSIGHTS_SPREAD
 
 
 def enter(redis: Any, settings: Settings, accounts: list[str], now: float | None = None) -> None:
@@ -114,10 +113,20 @@ def soon(redis: Any, task: str, account: str, at: float) -> None:
     redis.zadd(contract.due(task), {account: at})
 
 
+_FINGERPRINTS: dict[int, tuple[Settings, str]] = {}  # id(settings) -> (settings, its tag): a tick asks often
+
+
 def fingerprint(settings: Settings) -> str:
     """A tag of the environment's accounts and their tokens: when it changes, the sets are synced."""
+    known = _FINGERPRINTS.get(id(settings))
+    if known is not None and known[0] is settings:
+        return known[1]
     listed = ",".join(f"{a}={settings.access_tokens[a]}" for a in sorted(settings.access_tokens))
-    return hashlib.sha256(f"{listed}|{settings.access_token or ''}".encode()).hexdigest()[:16]
+    tag = hashlib.sha256(f"{listed}|{settings.access_token or ''}".encode()).hexdigest()[:16]
+    if len(_FINGERPRINTS) > 64:  # tests make many settings; a process has one
+        _FINGERPRINTS.clear()
+    _FINGERPRINTS[id(settings)] = (settings, tag)
+    return tag
 
 
 def sync(redis: Any, settings: Settings, now: float | None = None) -> None:
