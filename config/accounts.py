@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from config import contract, crypto, periodic
+from config import budget, contract, crypto, periodic
 from config.settings import Settings
 
 ENV, CONNECTED = "env", "connected"
@@ -279,7 +279,10 @@ def describe(redis: Any, settings: Settings, account: str, now: float | None = N
     pipe.hmget(contract.token(account), "source", "expires_at")
     pipe.get(contract.paused_until(account))
     pipe.get(contract.last_delivery(account))
-    details, (src, expires), paused, last = pipe.execute()
+    hour = budget.current_hour(now)
+    pipe.hgetall(contract.account_calls(account, hour - 1))
+    pipe.hgetall(contract.account_calls(account, hour))
+    details, (src, expires), paused, last, calls_before, calls_now = pipe.execute()
     details = {text(k): text(v) for k, v in details.items()}
     paused_until = int(text(paused)) if paused and int(text(paused)) > now else None
     return {
@@ -294,4 +297,11 @@ def describe(redis: Any, settings: Settings, account: str, now: float | None = N
         "paused_forever": bool(paused_until and paused_until > now + FOREVER / 2),
         "needs_reconnect": flagged(redis, settings, account),
         "backfill": backfill_status(redis, account, now),
+        "graph_calls": _calls(calls_before, calls_now),
     }
+
+
+def _calls(before: dict[Any, Any], current: dict[Any, Any]) -> dict[str, Any]:
+    """The account's Graph calls: the last whole clock hour (by purpose) and this one so far."""
+    by_purpose = {text(k): int(v) for k, v in before.items()}
+    return {"last_hour": sum(by_purpose.values()), "this_hour": sum(int(v) for v in current.values()), **by_purpose}

@@ -100,7 +100,7 @@ def fetch_day(
     latest = due_days(now)["first"]
     day = day or latest
     state = text_map(redis.hgetall(contract.account_day(account, day)))
-    with open_client(settings, redis, 2) as client:
+    with open_client(settings, redis, 2, purpose="insights") as client:
         try:
             daily = _daily(client, account, day, state)
             snapshots = _demographics(client, settings, account, day) if day == latest else []

@@ -134,7 +134,7 @@ def _media(redis: Redis, settings: Settings, account: str, state: dict[str, str]
     since, cursor = float(state["since"]), state.get("cursor") or None
     nodes: list[dict[str, Any]] = []
     listed = False
-    with open_client(settings, redis, 2) as client:
+    with open_client(settings, redis, 2, purpose="backfill") as client:
         try:
             while len(nodes) < MEDIA_PER_STEP and not listed:
                 body = client.get(account, f"{account}/media", graph.listing_params(PAGE_SIZE, cursor))

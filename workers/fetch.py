@@ -124,7 +124,10 @@ def fetch_batch(redis: Redis, settings: Settings, items: list[list[str]], now: f
     blocked: dict[str, GraphError] = {
         a: AuthError("account needs reconnection") for a in _flagged(redis, settings, items)
     }
-    with open_client(settings, redis, threads) as client, ThreadPoolExecutor(max_workers=threads) as pool:
+    with (
+        open_client(settings, redis, threads, purpose="media") as client,
+        ThreadPoolExecutor(max_workers=threads) as pool,
+    ):
         outcomes = list(pool.map(lambda pair: _fetch_one(client, blocked, *pair), zip(items, states, strict=True)))
     return finish(redis, settings, outcomes, now)
 

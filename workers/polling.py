@@ -60,7 +60,7 @@ def poll_account(redis: Redis, settings: Settings, account: str, now: float | No
     """Discover new media and stories; each gets a fetch now and its refresh schedule."""
     now = now or time.time()
     cutoff = now - max(settings.refresh_schedule, default=86400)  # older media are past their schedule
-    with open_client(settings, redis, 2) as client:
+    with open_client(settings, redis, 2, purpose="poll") as client:
         try:
             found = [n for edge in ("media", "stories") for n in _new_on_edge(client, redis, account, edge, cutoff)]
         except (AuthError, ThrottledError) as exc:
@@ -146,7 +146,7 @@ def refresh_token(redis: Redis, settings: Settings, account: str, now: float | N
         return False
     if not refresh_due(redis, settings, account, now):
         return False
-    with open_client(settings, redis, 1) as client:
+    with open_client(settings, redis, 1, purpose="token") as client:
         try:
             client.refresh_token(account, now)
         except AuthError as exc:

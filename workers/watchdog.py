@@ -69,7 +69,7 @@ def _subscription(redis: Redis, settings: Settings, account: str) -> dict[str, s
     """Problems with Meta's view of the subscription, or None when it could not be asked."""
     if media_state.needs_reauth(redis, settings, account) or media_state.is_paused(redis, account):
         return None  # a refused or throttled token: other alarms say so; no extra calls
-    with open_client(settings, redis, 1) as client:
+    with open_client(settings, redis, 1, purpose="watchdog") as client:
         where = subscriptions.target(client, settings, account)
         if where.missing:
             return None
