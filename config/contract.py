@@ -27,7 +27,7 @@ STATS_MINUTES = PREFIX + "stats:minutes"  # hash: minute (epoch // 60) -> "deliv
 
 # --- fetch scheduling ---
 FETCH_DUE = PREFIX + "fetch:due"  # zset: member ACCOUNT:MEDIA, score = when to fetch
-FETCH_TRIGGER = PREFIX + "fetch:trigger"  # hash: member -> trigger of the pending fetch
+FETCH_TRIGGER = PREFIX + "fetch:trigger"  # hash: member -> trigger of the pending fetch (none for "schedule")
 FETCH_RUNNING_PREFIX = PREFIX + "fetch:running:"  # + ACCOUNT:MEDIA, string with a short TTL
 TICK_ALIVE = PREFIX + "tick:alive"  # string, EX: a recent tick scheduled the next one
 
