@@ -23,4 +23,4 @@ def test_metrics_show_aggregates_without_account_ids(graph_settings, graph_sandb
         budget.count(pipe, account, "media", now=budget.current_hour() * 3600 - 10)  # the last whole hour
         pipe.execute()
     text = prometheus.render(redis).decode()
-    assert "igrelay_graph_calls_last_hour_max_per_account 1.0" in text and account not in text
+    assert "igrelay_account_graph_calls_last_hour_max 1.0" in text and account not in text

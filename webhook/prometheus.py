@@ -70,10 +70,10 @@ class RedisStatsCollector:
     @staticmethod
     def _budget(called: int, most: int) -> Iterator[Metric]:
         """Meta's budget in aggregate over the last whole clock hour (per-account counts: the console and CLI)."""
-        gauge = GaugeMetricFamily("igrelay_graph_calls_last_hour_accounts", "Accounts that made Graph calls then")
+        gauge = GaugeMetricFamily("igrelay_account_graph_calls_last_hour_active", "Instagram logins with Graph calls")
         gauge.add_metric([], called)
         yield gauge
-        gauge = GaugeMetricFamily("igrelay_graph_calls_last_hour_max_per_account", "Most Graph calls of one account")
+        gauge = GaugeMetricFamily("igrelay_account_graph_calls_last_hour_max", "Most Graph calls for one login")
         gauge.add_metric([], most)
         yield gauge
 
