@@ -7,9 +7,13 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import requests
+from redis import Redis
+from redis.exceptions import RedisError
 
 ROOT = Path(__file__).resolve().parent.parent
 _LOG_DIR = tempfile.mkdtemp(prefix="igrelay-bench-")
@@ -46,3 +50,25 @@ def wait_healthy(port: int, what: str = "web", proc: subprocess.Popen[bytes] | N
             time.sleep(0.1)
     tail = LOGS[proc.pid].read_text(errors="replace")[-2000:] if proc is not None else ""
     raise RuntimeError(f"{what} did not start" + (f"; its output:\n{tail}" if tail else ""))
+
+
+@contextmanager
+def redis_server(maxmemory: str = "") -> Iterator[str]:
+    """A private redis-server on a free loopback port for one benchmark (never the shared one); yields its URL."""
+    from igrelay.procs import free_port
+
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="igrelay-bench-redis-") as data:
+        argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        argv += ["--dir", data] + (["--maxmemory", maxmemory] if maxmemory else [])
+        proc = start(argv, dict(os.environ), f"redis-{port}")
+        try:
+            for _ in range(100):
+                try:
+                    if Redis(port=port, socket_connect_timeout=0.5).ping():
+                        break
+                except RedisError:
+                    time.sleep(0.05)
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            stop(proc)

@@ -28,6 +28,13 @@ BENCHES = {
     "backfill": ("Backfill: 2,000 media beside live comments", "bench/bench_backfill.py"),
     "sentinel": ("Receiver behind Redis Sentinel: the cost of WAIT 1", "bench/bench_sentinel.py"),
     "console": ("Console: page times over 100,000 records, /webhook with the console on", "bench/bench_console.py"),
+    "accounts": (
+        "Accounts at scale: tick cost and poll spread at 100, 1,000, 10,000 accounts",
+        "bench/bench_accounts.py",
+    ),
+    "memory": ("Redis memory: bytes per media over 1,000,000 media, per account over 10,000", "bench/bench_memory.py"),
+    "workers": ("Workers scale out: refreshes/s with 1, 2 and 4 worker processes", "bench/bench_workers.py"),
+    "budget": ("Meta's budget: Graph calls per account and hour, and the sizing model", "bench/bench_budget.py"),
 }
 
 

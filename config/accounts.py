@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from config import contract, crypto
+from config import budget, contract, crypto, periodic
 from config.settings import Settings
 
 ENV, CONNECTED = "env", "connected"
@@ -101,6 +101,7 @@ def flag(redis: Any, settings: Settings, account: str) -> None:
     env = fingerprint(settings.access_tokens.get(account) or settings.access_token)
     own = "0" if account in settings.access_tokens else "1"
     redis.eval(_FLAG_LUA, 2, contract.needs_reauth(account), contract.token(account), env, own)
+    periodic.soon(redis, periodic.STATUS, account, time.time())  # said to the operator on the next tick
 
 
 def flagged(redis: Any, settings: Settings, account: str) -> bool:
@@ -156,6 +157,8 @@ def connect(redis: Any, settings: Settings, login: Login, now: float | None = No
         pipe.hset(contract.account_info(login.id), mapping=info)
         pipe.sadd(contract.ACCOUNTS, login.id)
         pipe.execute()
+    periodic.enter(redis, settings, [login.id], now)
+    periodic.soon(redis, periodic.STATUS, login.id, now)  # a reconnection clears the flag: count it now
 
 
 def info(redis: Any, account: str) -> dict[str, str]:
@@ -191,6 +194,7 @@ def remove(redis: Any, settings: Settings, account: str) -> None:
         keys = (contract.token(account), contract.account_info(account), contract.needs_reauth(account))
         pipe.delete(*keys, contract.announced(account), contract.backfill(account), contract.known_media(account))
         pipe.delete(contract.paused_until(account), contract.watchdog(account))
+        periodic.leave(pipe, account)
         pipe.execute()
 
 
@@ -275,7 +279,10 @@ def describe(redis: Any, settings: Settings, account: str, now: float | None = N
     pipe.hmget(contract.token(account), "source", "expires_at")
     pipe.get(contract.paused_until(account))
     pipe.get(contract.last_delivery(account))
-    details, (src, expires), paused, last = pipe.execute()
+    hour = budget.current_hour(now)
+    pipe.hgetall(contract.account_calls(account, hour - 1))
+    pipe.hgetall(contract.account_calls(account, hour))
+    details, (src, expires), paused, last, calls_before, calls_now = pipe.execute()
     details = {text(k): text(v) for k, v in details.items()}
     paused_until = int(text(paused)) if paused and int(text(paused)) > now else None
     return {
@@ -290,4 +297,11 @@ def describe(redis: Any, settings: Settings, account: str, now: float | None = N
         "paused_forever": bool(paused_until and paused_until > now + FOREVER / 2),
         "needs_reconnect": flagged(redis, settings, account),
         "backfill": backfill_status(redis, account, now),
+        "graph_calls": _calls(calls_before, calls_now),
     }
+
+
+def _calls(before: dict[Any, Any], current: dict[Any, Any]) -> dict[str, Any]:
+    """The account's Graph calls: the last whole clock hour (by purpose) and this one so far."""
+    by_purpose = {text(k): int(v) for k, v in before.items()}
+    return {"last_hour": sum(by_purpose.values()), "this_hour": sum(int(v) for v in current.values()), **by_purpose}

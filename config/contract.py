@@ -27,7 +27,7 @@ STATS_MINUTES = PREFIX + "stats:minutes"  # hash: minute (epoch // 60) -> "deliv
 
 # --- fetch scheduling ---
 FETCH_DUE = PREFIX + "fetch:due"  # zset: member ACCOUNT:MEDIA, score = when to fetch
-FETCH_TRIGGER = PREFIX + "fetch:trigger"  # hash: member -> trigger of the pending fetch
+FETCH_TRIGGER = PREFIX + "fetch:trigger"  # hash: member -> trigger of the pending fetch (none for "schedule")
 FETCH_RUNNING_PREFIX = PREFIX + "fetch:running:"  # + ACCOUNT:MEDIA, string with a short TTL
 TICK_ALIVE = PREFIX + "tick:alive"  # string, EX: a recent tick scheduled the next one
 
@@ -133,6 +133,34 @@ def connect_link(digest: str) -> str:
 def connect_state(state: str) -> str:
     """A login flow's single-use OAuth ``state``, EX 10 min."""
     return PREFIX + "connect:state:" + state
+
+
+# --- periodic per-account work, by due time (config.periodic) ---
+def due(task: str) -> str:
+    """Zset of accounts by when ``task`` (poll, insights, token, watchdog, status, backfill) is next due for them."""
+    return PREFIX + "due:" + task
+
+
+DUE_SEQ = (
+    PREFIX + "due:seq"
+)  # counter: accounts entered so far (an account's phase is the golden-ratio point of its number)
+DUE_FINGERPRINT = PREFIX + "due:env:fingerprint"  # string: tag of the environment's accounts the sets were synced to
+DUE_ENV = PREFIX + "due:env"  # set: the environment's accounts at that sync (so a dropped one leaves the sets)
+RECONNECT_NEEDED = PREFIX + "accounts:needs_reconnect:ids"  # set of accounts needing reconnection (its SCARD is shown)
+
+
+# --- Meta's budget: Graph calls per account and hour ---
+def account_calls(account: str, hour: int) -> str:
+    """Hash of the account's Graph calls in the clock hour ``hour`` (epoch // 3600): purpose -> count; EX 3 h."""
+    return account_key(account, f"calls:{hour}")
+
+
+def calls_by_account(hour: int) -> str:
+    """Zset of every account's Graph calls in the clock hour ``hour``: account -> count (max and count on /metrics)."""
+    return f"{PREFIX}calls:{hour}"
+
+
+CALLS_TTL = 3 * 3600  # the hour and the one before it stay readable
 
 
 # --- backfill: an account's history, paced by a per-step budget and resumable from its cursor ---

@@ -4,12 +4,13 @@ follower_count, online_followers and demographics; per-media breakdowns; against
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from config import contract
+from config import contract, periodic
 from igrelay.sandbox.account_insights import _daily as sandbox_daily
 from tests.conftest import run_worker, sandbox_settings
 from workers import account_insights, context, records
@@ -67,7 +68,9 @@ def test_each_day_is_fetched_again_48_hours_after_it_ends(graph_settings, graph_
     assert account_insights.due_days(end + 48 * 3600 + 60)["again"] == DAY
     ctx = context.Context(graph_settings, redis)
     accounts = len(graph_sandbox.accounts)
-    assert account_insights.due(ctx, end + 3600) == 2 * accounts and account_insights.due(ctx, end + 7200) == 0
+    assert account_insights.due(ctx, end + 3600) == 0  # the accounts enter, each within the next half hour
+    assert account_insights.due(ctx, end + 3600 + periodic.INSIGHTS_SPREAD) == 2 * accounts
+    assert account_insights.due(ctx, end + 7200) == 0
     assert account_insights.due(ctx, end + 48 * 3600 + 60) == 2 * accounts  # DAY again, and a new first day
     account = graph_sandbox.accounts[0]
     assert redis.exists(contract.lock(f"account_insights:{DAY}:again", account))
@@ -103,6 +106,7 @@ def test_demographics_and_online_followers(graph_settings, graph_sandbox, redis)
 
 def test_the_job_runs_from_the_tick(graph_settings, graph_sandbox, redis, tmp_path) -> None:  # type: ignore[no-untyped-def]
     ctx = context.Context(graph_settings, redis)
+    assert account_insights.due(ctx, time.time() - periodic.INSIGHTS_SPREAD) == 0  # entered half an hour ago
     assert account_insights.due(ctx) == 2 * len(graph_sandbox.accounts) and account_insights.due(ctx) == 0
     run_worker(graph_settings)
     lines = (tmp_path / "records.jsonl").read_text().splitlines()

@@ -299,7 +299,7 @@ def test_ticker_runs_the_dispatcher_and_periodic_tasks(graph_settings, graph_san
     due(redis, account, media_of(graph_sandbox, account, "REELS"))
     ticker.run(context.Context(graph_settings, redis), consumer="test")
     assert redis.zcard(contract.FETCH_DUE) == 0  # claimed and enqueued
-    assert redis.exists(contract.lock("poll", account)) and redis.exists(contract.lock("token_refresh", account))
+    assert redis.zscore(contract.due("poll"), account) and redis.zscore(contract.due("token"), account)  # entered
 
 
 def test_transient_errors_back_off_boundedly(graph_settings, graph_sandbox, redis) -> None:  # type: ignore[no-untyped-def]

@@ -60,9 +60,11 @@ def test_polling_pages_down_to_what_is_known(graph_settings, graph_sandbox, redi
     assert graph_sandbox.calls["user_media"] == 3
 
 
-def test_poll_due_takes_one_lock_per_account(graph_settings, graph_sandbox, redis, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_poll_due_polls_each_account_once_per_interval(graph_settings, graph_sandbox, redis, tmp_path) -> None:  # type: ignore[no-untyped-def]
     ctx = context.Context(graph_settings, redis)
-    assert polling.poll_due(ctx) == 2 and polling.poll_due(ctx) == 0
+    assert polling.poll_due(ctx) == 0  # the accounts enter, each at its own phase of the interval
+    later = time.time() + graph_settings.poll_interval  # every account's phase has come
+    assert [polling.poll_due(ctx, later) for _ in range(3)] == [1, 1, 0]  # at most 1.5x the mean per tick
     run_worker(graph_settings)  # the poll jobs
     assert fetch.dispatch(ctx) == sum(len(listed(graph_sandbox, a)) for a in graph_sandbox.accounts)
     graph_sandbox.reset_calls()
@@ -158,7 +160,9 @@ def test_without_secret_key_no_refresh_is_asked_for(tmp_path, graph_sandbox, red
 
 def test_token_refresh_due_only_for_instagram_login(graph_settings, redis) -> None:  # type: ignore[no-untyped-def]
     ctx = context.Context(graph_settings, redis)
-    assert polling.token_refresh_due(ctx) == 2 and polling.token_refresh_due(ctx) == 0
+    assert polling.token_refresh_due(ctx) == 0
+    later = time.time() + 6 * 3600
+    assert polling.token_refresh_due(ctx, later) == 2 and polling.token_refresh_due(ctx, later) == 0
 
 
 def test_polling_off_and_flagged_accounts_skipped(graph_settings, graph_sandbox, redis, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -170,4 +174,7 @@ def test_polling_off_and_flagged_accounts_skipped(graph_settings, graph_sandbox,
     graph_sandbox.expire_token(account)
     assert polling.poll_account(redis, graph_settings, account) == 0
     assert media_state.needs_reauth(redis, graph_settings, account)
-    assert polling.poll_due(context.Context(graph_settings, redis)) == 1  # only the other account
+    ctx = context.Context(graph_settings, redis)
+    polling.poll_due(ctx)
+    later = time.time() + graph_settings.poll_interval
+    assert polling.poll_due(ctx, later) + polling.poll_due(ctx, later) == 1  # only the other account

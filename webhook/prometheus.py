@@ -12,7 +12,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from redis import Redis
 from redis.exceptions import RedisError
 
-from config import contract, stats
+from config import budget, contract, stats
 from config.rq import QUEUES
 
 HELP = {
@@ -52,6 +52,7 @@ class RedisStatsCollector:
         try:
             raw = self.redis.hgetall(contract.STATS)
             depths = self._depths()
+            called, most = budget.aggregates(self.redis)
         except RedisError:
             up.add_metric([], 0)
             yield up
@@ -64,6 +65,17 @@ class RedisStatsCollector:
         accounts = GaugeMetricFamily("igrelay_account_needs_reconnect", "Instagram logins to reconnect (token refused)")
         accounts.add_metric([], self.needs_reconnect)
         yield accounts
+        yield from self._budget(called, most)
+
+    @staticmethod
+    def _budget(called: int, most: int) -> Iterator[Metric]:
+        """Meta's budget in aggregate over the last whole clock hour (per-account counts: the console and CLI)."""
+        gauge = GaugeMetricFamily("igrelay_account_graph_calls_last_hour_active", "Instagram logins with Graph calls")
+        gauge.add_metric([], called)
+        yield gauge
+        gauge = GaugeMetricFamily("igrelay_account_graph_calls_last_hour_max", "Most Graph calls for one login")
+        gauge.add_metric([], most)
+        yield gauge
 
     def _counters(self, raw: Mapping[Any, Any]) -> Iterator[Metric]:
         grouped: dict[str, dict[tuple[tuple[str, str], ...], int]] = defaultdict(lambda: defaultdict(int))

@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 from redis import Redis
 
-from config import accounts, contract
+from config import accounts, contract, periodic
 from config.settings import Settings
 from workers import breakdowns, delivery, graph, media_state, records, ticker
 from workers import metric_registry as registry
@@ -38,6 +38,7 @@ PACIFIC = ZoneInfo("America/Los_Angeles")
 REFETCH_AFTER = 48 * 3600
 DAY_STATE_TTL = 5 * 86400  # outlives the second fetch
 LOCK_TTL = 4 * 86400
+RETRY = 900  # an account paused or flagged when its day was due is looked at again this much later
 PASSES = ("first", "again")
 log = logging.getLogger("igrelay.account_insights")
 
@@ -65,19 +66,29 @@ def due_days(now: float) -> dict[str, str]:
     return {"first": latest.isoformat(), "again": again.isoformat()}
 
 
-def _active(redis: Redis, settings: Settings) -> list[str]:
-    """Accounts neither flagged for reconnection nor paused."""
-    return accounts.active(redis, settings)
-
-
 def due(ctx: Context, now: float | None = None) -> int:
-    """Tick task: enqueue each account's day once when it is over and once 48 h later."""
-    accounts, n = _active(ctx.redis, ctx.settings), 0
-    for step, day in due_days(now or time.time()).items():
-        task = f"account_insights:{day}:{step}"
-        n += ticker.enqueue_per_account(
-            ctx, task, accounts, LOCK_TTL, contract.Jobs.ACCOUNT_INSIGHTS, "periodic", args=(day,)
-        )
+    """Tick task: enqueue each account's day once when it is over and once 48 h later (each account early in
+    Meta's day, at its own phase); an account paused or flagged then is looked at again ``RETRY`` later."""
+    now = now or time.time()
+    redis, claimed = ctx.redis, periodic.claim(ctx.redis, ctx.settings, periodic.INSIGHTS, now)
+    active = set(accounts.active(redis, ctx.settings, [a for a, _ in claimed]))
+    with redis.pipeline(transaction=False) as pipe:
+        for account, at in claimed:
+            periodic.soon(
+                pipe, periodic.INSIGHTS, account, periodic.next_daily(at, now) if account in active else now + RETRY
+            )
+        passes = [
+            (account, step, day) for step, day in due_days(now).items() for account, _ in claimed if account in active
+        ]
+        for account, step, day in passes:
+            pipe.set(contract.lock(f"account_insights:{day}:{step}", account), b"1", nx=True, ex=LOCK_TTL)
+        won = pipe.execute()[len(claimed) :]
+    n = 0
+    for (account, _step, day), ok in zip(passes, won, strict=True):
+        if ok:
+            n += ticker.enqueue_each(
+                ctx, "account_insights", [account], contract.Jobs.ACCOUNT_INSIGHTS, "periodic", (day,)
+            )
     return n
 
 
@@ -89,12 +100,13 @@ def fetch_day(
     latest = due_days(now)["first"]
     day = day or latest
     state = text_map(redis.hgetall(contract.account_day(account, day)))
-    with open_client(settings, redis, 2) as client:
+    with open_client(settings, redis, 2, purpose="insights") as client:
         try:
             daily = _daily(client, account, day, state)
             snapshots = _demographics(client, settings, account, day) if day == latest else []
         except (AuthError, ThrottledError) as exc:
             redis.delete(*(contract.lock(f"account_insights:{day}:{step}", account) for step in PASSES))
+            periodic.soon(redis, periodic.INSIGHTS, account, now + RETRY)
             _blocked(redis, settings, account, exc, now)
             return []
     fresh = ([daily] if state.get("id") != daily["id"] else []) + snapshots  # the same day twice: one record

@@ -26,7 +26,7 @@ def subscribe_account(account: str) -> list[str]:
     """Subscribe ``account`` to the webhook fields; returns them (RQ retries on a Graph failure)."""
     ctx = context.current()
     fields = list(subscriptions.fields_for(ctx.settings))
-    with open_client(ctx.settings, ctx.redis, 1) as client:
+    with open_client(ctx.settings, ctx.redis, 1, purpose="subscribe") as client:
         where = subscriptions.target(client, ctx.settings, account)
         if where.missing:
             log.error("account not subscribed", extra={"account": account, "error": where.missing})

@@ -1,10 +1,11 @@
 """An account's history: every media since a date gets one fetch, and each past day its account insights.
 
 ``start`` writes the account's backfill hash (``since``, progress counters, an empty ``/media`` cursor)
-and adds it to ``igrelay:backfill:active``. ``due`` (a tick task) enqueues one ``backfill_step`` per
-active account under a lock, so one step per account is ever in flight; a step lists up to
-``MEDIA_PER_STEP`` media from the cursor (paged ``/media``, newest first, down to ``since``), fetches
-the ones no backfill or poll has fetched with the fetch machinery, then saves the cursor; once the
+and adds it to ``igrelay:backfill:active`` and to the backfill due set. ``due`` (a tick task) enqueues
+one ``backfill_step`` per active account due a look (every ``periodic.BACKFILL_EVERY``) under a lock,
+so one step per account is ever in flight; a step lists up to ``MEDIA_PER_STEP`` media from the
+cursor (paged ``/media``, newest first, down to ``since``), fetches the ones no backfill or poll has
+fetched with the fetch machinery, then saves the cursor; once the
 listing is done it fetches up to ``DAYS_PER_STEP`` past days of account insights (a 30-day window);
 then it enqueues the next step itself, at the back of igrelay's one queue, behind live work. A
 restarted worker resumes from the saved cursor (the lock expires). Backfilled media start their
@@ -23,7 +24,7 @@ from typing import Any
 from redis import Redis
 from rq import Queue
 
-from config import accounts, contract
+from config import accounts, contract, periodic
 from config.rq import QUEUE, SERIALIZER, presets
 from config.settings import Settings
 from workers import account_insights, fetch, graph, media_state
@@ -57,6 +58,7 @@ def start(redis: Redis, settings: Settings, account: str, days: int = DEFAULT_DA
         pipe.delete(contract.backfill(account))
         pipe.hset(contract.backfill(account), mapping=state)
         pipe.sadd(contract.BACKFILLS, account)
+        periodic.soon(pipe, periodic.BACKFILL, account, now + LOCK_SECONDS)  # in case the first step is lost
         pipe.execute()
     if redis.set(contract.lock("backfill", account), b"1", nx=True, ex=LOCK_SECONDS):
         enqueue_step(redis, account)  # now, rather than on the next tick
@@ -82,13 +84,18 @@ def _days_done(redis: Redis, account: str, days: list[str]) -> set[str]:
     return {d for d, m, f in zip(days, marked, fetched, strict=True) if m or f}
 
 
-def due(ctx: Context) -> int:
-    """Tick task: enqueue a step for each active backfill that has none in flight."""
-    running = sorted(accounts.text(m) for m in ctx.redis.smembers(contract.BACKFILLS))
+def due(ctx: Context, now: float | None = None) -> int:
+    """Tick task: enqueue a step for each backfill due a look that is active and has none in flight."""
+    redis, claimed = ctx.redis, [a for a, _ in periodic.claim(ctx.redis, ctx.settings, periodic.BACKFILL, now)]
+    if not claimed:
+        return 0
+    running = [a for a, r in zip(claimed, redis.smismember(contract.BACKFILLS, claimed), strict=True) if r]
+    if done := [a for a in claimed if a not in running]:
+        redis.zrem(contract.due(periodic.BACKFILL), *done)
     n = 0
-    for account in accounts.active(ctx.redis, ctx.settings, running):
-        if ctx.redis.set(contract.lock("backfill", account), b"1", nx=True, ex=LOCK_SECONDS):
-            enqueue_step(ctx.redis, account)
+    for account in accounts.active(redis, ctx.settings, running):
+        if redis.set(contract.lock("backfill", account), b"1", nx=True, ex=LOCK_SECONDS):
+            enqueue_step(redis, account)
             n += 1
     return n
 
@@ -127,7 +134,7 @@ def _media(redis: Redis, settings: Settings, account: str, state: dict[str, str]
     since, cursor = float(state["since"]), state.get("cursor") or None
     nodes: list[dict[str, Any]] = []
     listed = False
-    with open_client(settings, redis, 2) as client:
+    with open_client(settings, redis, 2, purpose="backfill") as client:
         try:
             while len(nodes) < MEDIA_PER_STEP and not listed:
                 body = client.get(account, f"{account}/media", graph.listing_params(PAGE_SIZE, cursor))

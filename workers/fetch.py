@@ -37,6 +37,7 @@ from workers.redis_values import text, text_map
 from workers.sinks import Record
 
 MAX_TRANSIENT = 5
+DIGEST_CHARS = 16  # of the metrics' SHA-1, kept per media to emit only changes: 64 bits tell them apart
 # (prefix, suffix) of the pause key around an account id, for the claim script.
 _PAUSED_AROUND = contract.paused_until("\0").split("\0")
 log = logging.getLogger("igrelay.fetch")
@@ -124,7 +125,10 @@ def fetch_batch(redis: Redis, settings: Settings, items: list[list[str]], now: f
     blocked: dict[str, GraphError] = {
         a: AuthError("account needs reconnection") for a in _flagged(redis, settings, items)
     }
-    with open_client(settings, redis, threads) as client, ThreadPoolExecutor(max_workers=threads) as pool:
+    with (
+        open_client(settings, redis, threads, purpose="media") as client,
+        ThreadPoolExecutor(max_workers=threads) as pool,
+    ):
         outcomes = list(pool.map(lambda pair: _fetch_one(client, blocked, *pair), zip(items, states, strict=True)))
     return finish(redis, settings, outcomes, now)
 
@@ -198,9 +202,10 @@ def finish(redis: Redis, settings: Settings, outcomes: list[Outcome], now: float
 def _apply(pipe: Any, settings: Settings, o: Outcome, now: float, out: list[Record], flagged: set[str]) -> str:
     account, media_id, trigger = o.item
     if o.result is not None:
-        o.state.update(media_state.from_node(o.result.node), attempts="0", measured="1")
-        if o.state.pop("gone_at", None):  # Meta answers again: its earlier 100/33 was transient
-            pipe.hdel(contract.media(account, media_id), "gone_at")
+        o.state.update(media_state.from_node(o.result.node), measured="1")
+        # Meta answers again: an earlier 100/33 was transient, and no attempts are counted (none stored: zero).
+        if gone := [f for f in ("gone_at", "attempts") if o.state.pop(f, None) is not None]:
+            pipe.hdel(contract.media(account, media_id), *gone)
         result = o.result
         _emit_if_changed(
             pipe,
@@ -292,8 +297,10 @@ def _emit_if_changed(pipe: Any, settings: Settings, o: Outcome, record: Record, 
     """Emit ``record`` unless its metrics equal the last emitted ones for this media; save the state."""
     account, media_id, _trigger = o.item
     measured = [record["metrics"], record["unavailable"]]
-    digest = hashlib.sha1(json.dumps(measured, sort_keys=True).encode(), usedforsecurity=False).hexdigest()
-    if o.state.get("digest") != digest:
+    full = hashlib.sha1(json.dumps(measured, sort_keys=True).encode(), usedforsecurity=False).hexdigest()
+    digest = full[:DIGEST_CHARS]
+    stored = o.state.get("digest") or ""
+    if not stored or not full.startswith(stored):  # a digest stored whole before it was shortened still matches
         out.append(record)
     media_state.save(pipe, settings, account, media_id, {**o.state, "digest": digest}, time.time())
 

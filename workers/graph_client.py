@@ -20,7 +20,7 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 
-from config import accounts, contract, crypto, stats
+from config import accounts, budget, contract, crypto, stats
 from config.logs import redact, register_secrets
 from config.settings import Settings
 from workers import breakdowns, graph, metric_registry
@@ -52,10 +52,11 @@ def timeout_for(settings: Settings) -> tuple[float, float]:
 
 
 @contextmanager
-def open_client(settings: Settings, redis: Any = None, pool: int = 16) -> Iterator[GraphClient]:
-    """A client over a new Session sized for ``pool`` threads, with the configured timeouts."""
+def open_client(settings: Settings, redis: Any = None, pool: int = 16, purpose: str = "other") -> Iterator[GraphClient]:
+    """A client over a new Session sized for ``pool`` threads, with the configured timeouts; its calls are
+    counted per account and hour under ``purpose`` (poll, media, insights, watchdog, token, backfill ...)."""
     with new_session(pool) as session:
-        yield GraphClient(session, settings, redis, timeout_for(settings))
+        yield GraphClient(session, settings, redis, timeout_for(settings), purpose)
 
 
 @dataclass
@@ -77,9 +78,11 @@ class GraphClient:
         settings: Settings,
         redis: Any = None,
         timeout: tuple[float, float] | None = None,
+        purpose: str = "other",
     ) -> None:
         timeout = timeout or settings.graph_timeout
         self.session, self.settings, self.redis, self.timeout = session, settings, redis, timeout
+        self.purpose = purpose
         self._paced: dict[str, float] = {}  # scope -> until when this client already pushed calls back
 
     def token(self, account: str) -> str | None:
@@ -167,8 +170,14 @@ class GraphClient:
         raise error
 
     def _count(self, account: str, outcome: str) -> None:
-        if self.redis is not None:
-            stats.incr(self.redis, "igrelay_graph_calls_total", outcome=outcome)
+        """Count the call: by outcome for ``/metrics``, and against the account's hourly budget at Meta."""
+        if self.redis is None:
+            return
+        with self.redis.pipeline(transaction=False) as pipe:
+            stats.incr(pipe, "igrelay_graph_calls_total", outcome=outcome)
+            if account:
+                budget.count(pipe, account, self.purpose)
+            pipe.execute()
 
     def _pace(self, account: str, headers: Mapping[str, str]) -> None:
         """Above ``PACE_FROM`` % in a usage header, push back the app's or the account's next calls."""

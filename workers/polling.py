@@ -4,8 +4,8 @@ Meta has no webhook for new media, so each account's ``/media`` is paged newest 
 Meta documents for that edge) down to the first media already known (a per-account sorted set of
 ids by timestamp) or older than the refresh schedule; ``/stories``, whose order Meta does not
 document, is read whole (it holds only the last 24 hours) and its unknown stories kept. Each tick
-task decides itself whether it is due, takes a ``SET NX EX`` lock per account so any number of
-workers do it once, and enqueues the work as an RQ job.
+task claims the accounts due from its sorted set (``config.periodic``), so any number of workers do it
+once, and enqueues the work as an RQ job.
 https://developers.facebook.com/docs/instagram-platform/instagram-graph-api/reference/ig-user/media
 https://developers.facebook.com/docs/instagram-platform/instagram-graph-api/reference/ig-user/stories
 """
@@ -18,7 +18,7 @@ from typing import Any
 
 from redis import Redis
 
-from config import accounts, contract, crypto
+from config import accounts, contract, crypto, periodic
 from config.settings import Settings
 from workers import graph, media_state, schedule, ticker
 from workers.context import Context
@@ -33,35 +33,34 @@ RETRY_YOUNG = 6 * 3600  # a token Meta found too young to refresh is asked about
 log = logging.getLogger("igrelay.polling")
 
 
-def _active(redis: Redis, settings: Settings) -> list[str]:
-    """Accounts neither flagged for reconnection nor paused."""
-    return accounts.active(redis, settings)
+def _enqueue_due(ctx: Context, task: str, job: str, preset: str, now: float | None, rate: float = 0.0) -> int:
+    """Enqueue ``job(account)`` for every active account whose ``task`` is due (paused or flagged ones wait)."""
+    claimed = [a for a, _ in periodic.claim(ctx.redis, ctx.settings, task, now, rate)]
+    return ticker.enqueue_each(ctx, task, accounts.active(ctx.redis, ctx.settings, claimed), job, preset)
 
 
-def _enqueue_each(ctx: Context, task: str, ttl: int, job: str, preset: str) -> int:
-    """Enqueue ``job(account)`` for every active account whose ``task`` lock is free."""
-    return ticker.enqueue_per_account(ctx, task, _active(ctx.redis, ctx.settings), ttl, job, preset)
-
-
-def poll_due(ctx: Context) -> int:
-    """Tick task: poll each account every ``IGRELAY_POLL_INTERVAL`` (0 turns polling off)."""
-    if not ctx.settings.poll_interval:
+def poll_due(ctx: Context, now: float | None = None) -> int:
+    """Tick task: poll each account every ``IGRELAY_POLL_INTERVAL`` at its own phase (0 turns polling off);
+    at most 1.5 times the mean number of polls per tick, so polls never come in a burst."""
+    interval = ctx.settings.poll_interval
+    if not interval:
         return 0
-    return _enqueue_each(ctx, "poll", ctx.settings.poll_interval, contract.Jobs.POLL_ACCOUNT, "fetch")
+    rate = 1.5 * ticker.TICK_SECONDS / interval
+    return _enqueue_due(ctx, periodic.POLL, contract.Jobs.POLL_ACCOUNT, "fetch", now, rate)
 
 
-def token_refresh_due(ctx: Context) -> int:
+def token_refresh_due(ctx: Context, now: float | None = None) -> int:
     """Tick task: look at each Instagram Login token every 6 h (it is refreshed once 24 h old)."""
     if not ctx.settings.is_instagram_login:
         return 0
-    return _enqueue_each(ctx, "token_refresh", 6 * 3600, contract.Jobs.REFRESH_TOKEN, "periodic")
+    return _enqueue_due(ctx, periodic.TOKEN, contract.Jobs.REFRESH_TOKEN, "periodic", now)
 
 
 def poll_account(redis: Redis, settings: Settings, account: str, now: float | None = None) -> int:
     """Discover new media and stories; each gets a fetch now and its refresh schedule."""
     now = now or time.time()
     cutoff = now - max(settings.refresh_schedule, default=86400)  # older media are past their schedule
-    with open_client(settings, redis, 2) as client:
+    with open_client(settings, redis, 2, purpose="poll") as client:
         try:
             found = [n for edge in ("media", "stories") for n in _new_on_edge(client, redis, account, edge, cutoff)]
         except (AuthError, ThrottledError) as exc:
@@ -147,7 +146,7 @@ def refresh_token(redis: Redis, settings: Settings, account: str, now: float | N
         return False
     if not refresh_due(redis, settings, account, now):
         return False
-    with open_client(settings, redis, 1) as client:
+    with open_client(settings, redis, 1, purpose="token") as client:
         try:
             client.refresh_token(account, now)
         except AuthError as exc:

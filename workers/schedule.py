@@ -13,12 +13,18 @@ from typing import Any
 
 from config import contract
 
-# Returns 1 when the fetch was scheduled or moved earlier, 0 when folded into a pending one.
+# Returns 1 when the fetch was scheduled or moved earlier, 0 when folded into a pending one. The trigger
+# ``schedule`` is not stored: the claim reads a missing trigger as ``schedule``, and a million scheduled
+# refreshes would otherwise hold a million hash fields.
 _REQUEST_LUA = """
 local cur = redis.call('ZSCORE', KEYS[1], ARGV[2])
 if (not cur) or tonumber(cur) > tonumber(ARGV[1]) then
   redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
-  redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+  if ARGV[3] == 'schedule' then
+    redis.call('HDEL', KEYS[2], ARGV[2])
+  else
+    redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+  end
   return 1
 end
 return 0

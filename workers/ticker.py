@@ -23,7 +23,8 @@ from workers import ingest
 from workers.context import Context
 
 TICK_SECONDS = 5
-# Periodic tasks, called as task(context) on every tick; each decides itself whether it is due.
+# Periodic tasks, called as task(context) on every tick; each claims what is due from a sorted set
+# (``config.periodic``), so a tick with nothing due costs a few Redis calls however many accounts there are.
 TASKS: list[str] = [
     "workers.fetch:dispatch",
     "workers.polling:poll_due",
@@ -71,15 +72,14 @@ def run(ctx: Context, consumer: str) -> None:
             log.exception("periodic task failed", extra={"task": path})
 
 
-def enqueue_per_account(
-    ctx: Context, task: str, accounts: Iterable[str], ttl: int, job: str, preset: str, args: tuple[str, ...] = ()
+def enqueue_each(
+    ctx: Context, task: str, accounts: Iterable[str], job: str, preset: str, args: tuple[str, ...] = ()
 ) -> int:
-    """For a periodic task: enqueue ``job(account, *args)`` for each account whose ``task`` lock (held
-    ``ttl`` seconds) was free, so any number of workers do it once; returns how many were enqueued."""
+    """For a periodic task: enqueue ``job(account, *args)`` for each of ``accounts`` (claimed from the task's due
+    set, so once however many workers tick); returns how many were enqueued."""
     queue = Queue(QUEUE, connection=ctx.redis, serializer=SERIALIZER)
     n = 0
     for account in accounts:
-        if ctx.redis.set(contract.lock(task, account), b"1", nx=True, ex=ttl):
-            queue.enqueue(job, args=(account, *args), description=f"{task} {account}", **presets()[preset])
-            n += 1
+        queue.enqueue(job, args=(account, *args), description=f"{task} {account}", **presets()[preset])
+        n += 1
     return n

@@ -1,10 +1,11 @@
 """The subscription watchdog: says when Meta stops delivering for an account (log, stat, ``igrelay check``).
 
 ``due`` (a tick task) enqueues the ``watchdog`` job per account once per ``[watchdog] interval``
-(default 1h) under a ``SET NX EX`` lock. ``watch`` asks Meta which fields the account is subscribed
-to and compares the account's last delivery (written by ingest) with ``[watchdog] quiet`` (default
-48h): an account that used to get deliveries and got none since is flagged. After an hour of failed
-deliveries Meta unsubscribes the app from the account, and it must be subscribed again.
+(default 1h), at the account's own phase of it (``config.periodic``). ``watch`` asks Meta which
+fields the account is subscribed to and compares the account's last delivery (written by ingest)
+with ``[watchdog] quiet`` (default 48h): an account that used to get deliveries and got none since
+is flagged. After an hour of failed deliveries Meta unsubscribes the app from the account,
+and it must be subscribed again.
 https://developers.facebook.com/docs/messenger-platform/webhooks
 State lives in the account's watchdog hash (``problems`` as JSON, ``problem`` text, ``since``,
 ``checked_at``, ``last_delivery``); a change of state logs once and counts
@@ -21,7 +22,7 @@ from typing import Any
 
 from redis import Redis
 
-from config import accounts, contract, stats
+from config import contract, periodic, stats
 from config.settings import Settings
 from workers import media_state, subscriptions, ticker
 from workers.context import Context
@@ -33,12 +34,10 @@ SUBSCRIPTION_CODES = ("not_subscribed", "fields_missing", "app_unknown")
 log = logging.getLogger("igrelay.watchdog")
 
 
-def due(ctx: Context) -> int:
-    """Tick task: enqueue a check of each account whose interval has passed."""
-    interval = ctx.settings.watchdog_interval
-    return ticker.enqueue_per_account(
-        ctx, "watchdog", accounts.ids(ctx.redis, ctx.settings), interval, contract.Jobs.WATCHDOG, "periodic"
-    )
+def due(ctx: Context, now: float | None = None) -> int:
+    """Tick task: enqueue a check of each account whose interval has passed (at its own phase)."""
+    claimed = [a for a, _ in periodic.claim(ctx.redis, ctx.settings, periodic.WATCHDOG, now)]
+    return ticker.enqueue_each(ctx, "watchdog", claimed, contract.Jobs.WATCHDOG, "periodic")
 
 
 def watch(redis: Redis, settings: Settings, account: str, now: float | None = None) -> dict[str, str]:
@@ -70,7 +69,7 @@ def _subscription(redis: Redis, settings: Settings, account: str) -> dict[str, s
     """Problems with Meta's view of the subscription, or None when it could not be asked."""
     if media_state.needs_reauth(redis, settings, account) or media_state.is_paused(redis, account):
         return None  # a refused or throttled token: other alarms say so; no extra calls
-    with open_client(settings, redis, 1) as client:
+    with open_client(settings, redis, 1, purpose="watchdog") as client:
         where = subscriptions.target(client, settings, account)
         if where.missing:
             return None

@@ -9,7 +9,18 @@ from config import accounts, login
 from config.settings import Settings, parse_duration
 from igrelay.commands.common import CommandError, connect, print_json, table
 
-HEADERS = ["ID", "USERNAME", "SOURCE", "LOGIN", "TOKEN EXPIRES", "SUBSCRIBED", "LAST DELIVERY", "STATE", "BACKFILL"]
+HEADERS = [
+    "ID",
+    "USERNAME",
+    "SOURCE",
+    "LOGIN",
+    "TOKEN EXPIRES",
+    "SUBSCRIBED",
+    "LAST DELIVERY",
+    "STATE",
+    "GRAPH CALLS/H",
+    "BACKFILL",
+]
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -20,7 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         description="Accounts come from IG_ACCESS_TOKENS (source env) and from Meta's login flow (source "
         "connected, tokens sealed in Redis with IGRELAY_SECRET_KEY). Without an action: one line per account "
         "with its login type, token expiry, subscribed webhook fields, last delivery, state (active, paused, "
-        "needs_reconnect) and backfill progress.",
+        "needs_reconnect), Graph calls in the last whole clock hour (and this one so far; Meta allows 4,800 x the "
+        "account's impressions per 24 h) and backfill progress.",
     )
     parser.add_argument("--json", action="store_true", help="one JSON object per account")
     parser.set_defaults(handler=cmd_list)
@@ -70,6 +82,7 @@ def _row(a: dict) -> list[str]:  # type: ignore[type-arg]
         ",".join(a["subscribed"]) or "-",
         _day(a["last_delivery"]) if a["last_delivery"] else "never",
         state(a),
+        f"{a['graph_calls']['last_hour']} (now {a['graph_calls']['this_hour']})",
         progress(a["backfill"]),
     ]
 

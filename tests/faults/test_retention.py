@@ -29,6 +29,8 @@ ALLOW = {
     contract.STATS: "one counter per metric and label set (labels: outcomes, fields, sinks, accounts)",
     "igrelay:account:*:needs_reauth": "one flag per configured account whose token failed",
     "igrelay:token:*": "one refreshed token per configured account",
+    "igrelay:due:*": "one member per account and periodic task, the entry counter and the synced account list",
+    contract.RECONNECT_NEEDED: "the accounts needing reconnection (bounded by the accounts)",
     "igrelay:sink:disabled:*": "one flag per configured sink that answered 410",
     "rq:queues": "the set of queue names",
     "rq:queue:*": "jobs waiting to run",
@@ -65,7 +67,7 @@ def _release_scheduled(redis: Redis) -> int:
 def test_every_key_expires_or_is_a_bounded_structure(procs, tmp_path):
     """After 200 deliveries (400 records to a working and a broken SQLite sink, retried to their dead letter)
     and 20 Graph jobs failing through all retries, on a private redis-server: every key has a TTL in
-    (0, 30 d] except the 16 allow-listed bounded structures; the inbox's consumer group keeps <= 2
+    (0, 30 d] except the 18 allow-listed bounded structures; the inbox's consumer group keeps <= 2
     consumers; with the TTL'd keys gone, the keys hold <= 10 % of their peak memory and <= baseline + 16 KB."""
     port = free_port()
     procs.redis_server(port, tmp_path / "redis")
@@ -111,7 +113,7 @@ def test_every_key_expires_or_is_a_bounded_structure(procs, tmp_path):
                 status = redis.hget(key, "status")
                 assert status in (b"queued", b"scheduled"), (name, status)  # work still to do, e.g. the next tick
         assert unbounded == [] and too_long == []
-        assert len(ALLOW) == 16
+        assert len(ALLOW) == 18
         consumers = redis.xinfo_consumers(contract.INBOX, contract.INBOX_GROUP)
         assert len(consumers) <= 2, f"{len(consumers)} consumers left in the inbox's group"
 
