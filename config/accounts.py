@@ -9,7 +9,7 @@ token starts over and a flag for a refused token is cleared by a new one::
 
     ids(redis, settings) -> ["1784...", ...]        token(redis, settings, id) -> str | None
     connect(redis, settings, Login(...))            remove(redis, settings, id)
-    pause / resume / paused_until                   mark(settings, id, stored_source) -> str
+    pause / resume / flag / flagged / describe      mark(settings, id, stored_source) -> str
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The sandbox Graph API answers with Meta's shapes, errors and headers (meta-platform.md sections 4-8)."""
+"""The sandbox Graph API answers with Meta's shapes, errors and headers: nodes, insights, pagination, tokens,
+subscriptions, error codes, usage headers."""
 
 from __future__ import annotations
 

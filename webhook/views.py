@@ -1,4 +1,4 @@
-"""Thin views: verify, store, answer. The web process never calls the Graph API."""
+"""Thin views: verify, store, answer. They never call the Graph API (only ``webhook.connect`` talks to Meta)."""
 
 from __future__ import annotations
 

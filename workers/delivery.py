@@ -2,7 +2,7 @@
 
 ``emit`` enqueues one ``workers.jobs.deliver`` job per (sink, batch of records) inside the
 caller's pipeline, so records and the work that made them are committed together. A job names
-its sink by ``Sink.name``, never by URL (URLs can hold passwords and Slack hook secrets).
+its sink by its name (``config.sinkconf``), never by URL (URLs can hold passwords and Slack hook secrets).
 
 ``deliver`` maps the sink exceptions to retry policy, in this one place:
 

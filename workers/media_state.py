@@ -1,9 +1,10 @@
 """Per-media and per-account fetch state in Redis, and when a media is due again.
 
-``igrelay:media:ACCOUNT:MEDIA`` holds first_seen, kind, media_type, timestamp, the digest of the
-last emitted metrics and transient attempts; an account is paused while Meta throttles it and
-flagged when its token is refused. Kept apart from ``workers.fetch`` so polling, the watchdog and
-``igrelay check`` read the same keys without the fetch machinery.
+``igrelay:media:ACCOUNT:MEDIA`` holds first_seen, kind, media_type, timestamp, permalink, the digest of
+the last emitted metrics, transient attempts, measured, gone_at and terminal; an account is paused while
+Meta throttles it, and is flagged when its token is refused (``config.accounts.flag``). Kept apart from
+``workers.fetch`` so polling, backfill, the watchdog and ``igrelay check`` use the same keys without the fetch
+machinery.
 """
 
 from __future__ import annotations

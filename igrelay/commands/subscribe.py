@@ -17,11 +17,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = sub.add_parser(
         "subscribe",
         help="subscribe the configured accounts to webhook fields",
-        description="Per configured account: with Instagram Login (graph.instagram.com) POST "
-        "/me/subscribed_apps with the account's token; with Facebook Login (graph.facebook.com) POST "
-        "/{page-id}/subscribed_apps with the Page token from [accounts.<IG_ID>] page_id/page_token in "
-        "the IGRELAY_CONFIG file. The app-level webhook (callback URL, verify token, fields) is set in "
-        "the Meta App Dashboard first. Prints one line per account; exit 1 if any failed.",
+        description="Per account (environment, connected, and [accounts.<IG_ID>] tables): with Instagram "
+        "Login (graph.instagram.com) POST /me/subscribed_apps with the account's token; with Facebook Login "
+        "(graph.facebook.com) POST /{page-id}/subscribed_apps with the Page token the login flow gave, or "
+        "page_id/page_token from [accounts.<IG_ID>] in the IGRELAY_CONFIG file. The app-level webhook "
+        "(callback URL, verify token, fields) is set in the Meta App Dashboard first. Prints one line per "
+        "account; exit 1 if any failed.",
     )
     parser.add_argument(
         "--fields",
