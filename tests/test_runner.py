@@ -67,3 +67,14 @@ def test_an_in_process_job_cut_short_goes_back_first_with_its_retries(settings, 
     assert job.get_status() == "queued" and job.retries_left == 3 and job.meta["interruptions"] == 1
     assert queue.job_ids == [job.id] and queue.started_job_registry.count == 0
     assert os.getpid() == worker._main_pid
+
+
+def test_a_bad_sink_option_stops_the_worker_at_start_naming_it(tmp_path, redis) -> None:  # type: ignore[no-untyped-def]
+    from config.settings import ConfigError
+    from tests.conftest import make_settings
+
+    config = tmp_path / "igrelay.toml"
+    config.write_text('[sinks.hook]\nurl = "https://hooks.example/in"\nconcurrency = "many"\n')
+    settings = make_settings(tmp_path, IGRELAY_CONFIG=str(config))
+    with pytest.raises(ConfigError, match="sink hook .*an option is wrong"):
+        build_worker(settings)

@@ -28,7 +28,7 @@ from config import contract, crypto, redis_conn
 from config.contract import JOB_PATHS
 from config.logs import setup_logging
 from config.rq import QUEUES, SERIALIZER, WORKER
-from config.settings import Settings
+from config.settings import ConfigError, Settings
 from workers import context, ingest, sinks, ticker
 from workers.rq_scheduler import Scheduler
 
@@ -388,8 +388,14 @@ def preload(settings: Settings) -> None:
     first job run in this process."""
     import workers.jobs  # noqa: F401
 
-    for url, _options in sinks.configured(settings).values():
-        sinks.sink_class(url)
+    for name, (url, options) in sinks.configured(settings).items():
+        try:  # a sink's TOML options are checked now, so a bad one stops the worker at start, naming it
+            sinks.load(url, options, settings).close()
+        except ConfigError:
+            raise
+        except (TypeError, ValueError) as exc:
+            problem = f"an option is wrong ({exc})"
+            raise ConfigError(f"IGRELAY_CONFIG: sink {name} ({sinks.redact(url)}): {problem}") from None
 
 
 def build_worker(settings: Settings, name: str | None = None) -> Worker:

@@ -142,16 +142,6 @@ def accounts(redis: Redis, settings: Settings) -> list[dict[str, Any]]:
     return [account(redis, settings, a) for a in registry.ids(redis, settings)]
 
 
-def pause(redis: Redis, account_id: str, seconds: int) -> None:
-    """Hold the account's fetches for ``seconds``, as a throttle from Meta would."""
-    redis.set(contract.paused_until(account_id), int(time.time() + seconds), ex=seconds)
-
-
-def resume(redis: Redis, account_id: str) -> None:
-    """Let the account's fetches run again."""
-    redis.delete(contract.paused_until(account_id))
-
-
 def enable_sink(redis: Redis, name: str) -> None:
     """Re-enable a sink disabled after a 410 Gone."""
     redis.delete(contract.sink_disabled(name))

@@ -191,13 +191,13 @@ def pause(account_id: str) -> Any:
     seconds = live.PAUSES.get(request.form.get("for", ""), 0)
     if not seconds:
         abort(400, "choose how long to pause")
-    live.pause(_ctx()["redis"], _account_id(account_id), seconds)
+    registry.pause(_ctx()["redis"], _account_id(account_id), seconds)
     return redirect(url_for("console.accounts"))
 
 
 @bp.post("/accounts/<account_id>/resume")
 def resume(account_id: str) -> Any:
-    live.resume(_ctx()["redis"], _account_id(account_id))
+    registry.resume(_ctx()["redis"], _account_id(account_id))
     return redirect(url_for("console.accounts"))
 
 
