@@ -225,5 +225,6 @@ class Jobs:
 
 JOB_PATHS = frozenset(v for k, v in vars(Jobs).items() if k.isupper())
 # Short, igrelay-owned, idempotent jobs the worker runs in its own process instead of forking a work
-# horse for each (a fork costs 25-30 ms, longer than the job): the inbox drain and sink deliveries.
-IN_PROCESS_JOBS = frozenset({Jobs.DRAIN_INBOX, Jobs.DELIVER})
+# horse for each (a fork costs 25-30 ms, longer than the job): the inbox drain, sink deliveries and the
+# tick (with nothing due it only claims from sorted sets; every 5 s a fork held up the deliveries behind it).
+IN_PROCESS_JOBS = frozenset({Jobs.DRAIN_INBOX, Jobs.DELIVER, Jobs.TICK})
