@@ -52,7 +52,6 @@ class DeliveryStore:
         self._pid = 0
         self._warm = False  # the connection's last exchange succeeded
         self._lock = threading.Lock()  # gunicorn's sync workers never contend; threaded servers may
-        self._timeout: float | None = redis.connection_pool.connection_kwargs.get("socket_timeout")
 
     def put(self, body: bytes) -> str:
         """Store ``body``; return its stream entry id. Raises ``StoreUnavailable``."""
@@ -61,29 +60,21 @@ class DeliveryStore:
             ("SET", contract.INBOX_PENDING, "1", "NX", "EX", PENDING_TTL),
             ("HINCRBY", contract.STATS, _ACCEPTED, 1),
         ]
-        # The connection is free within microseconds while Redis answers. A request that holds it longer
-        # waits on a Redis that is not answering: wait our turn no longer than its timeout, or each request
-        # queued behind it would answer its 503 one whole timeout later than the one before.
-        if not self._lock.acquire(timeout=self._timeout or -1):
-            raise StoreUnavailable("TimeoutError")
-        try:
+        with self._lock:
             conn = self._connection()
             warm = self._warm
-            began = time.monotonic()
             try:
                 try:
                     entry_id, first = self._send(conn, commands)
                 except RedisConnectionError:
-                    if not warm or (self._timeout and time.monotonic() - began > self._timeout / 2):
-                        raise  # not a closed socket found at once: a retry would double the wait
+                    if not warm:
+                        raise
                     # A connection that worked before was closed under us (Redis restarted, a
                     # proxy dropped it): one more try on a new one. At worst the first XADD had
                     # landed, and the worker's per-change dedupe drops the copy.
                     entry_id, first = self._send(conn, commands)
             except RedisError as exc:
                 raise StoreUnavailable(type(exc).__name__) from exc
-        finally:
-            self._lock.release()
         if first is not None:
             self._kick()
         return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
