@@ -1,12 +1,14 @@
 """gunicorn settings for ``web`` (the Procfile's web process): binds 0.0.0.0:$PORT.
 
-Threaded workers (``gthread``): a slow or stalled client holds one thread, not a whole worker, and
-the receiver stops waiting for a stalled body after a few seconds, so clients that stall cannot
-block the deliveries and health checks of the others. Read through ``Settings`` so a bad PORT stops
-the process with one line naming it.
+Threaded workers (``gthread``, see ``LingerOffTheLoop``): a slow or stalled client holds one thread,
+not a whole worker, and the receiver stops waiting for a stalled body after a few seconds, so clients
+that stall cannot block the deliveries and health checks of the others. Read through ``Settings`` so
+a bad PORT stops the process with one line naming it.
 """
 
 import sys
+
+from gunicorn.workers.gthread import ThreadWorker
 
 from config.settings import ConfigError, Settings
 
@@ -16,7 +18,29 @@ except ConfigError as exc:
     sys.exit(f"igrelay web: {exc}")  # one line, exit status 1, no traceback
 bind = f"0.0.0.0:{_settings.port}"
 workers = _settings.web_concurrency  # WEB_CONCURRENCY, set by most PaaS
-worker_class = "gthread"
+
+
+class LingerOffTheLoop(ThreadWorker):
+    """gthread, but a connection it closes lingers on its request's thread, not on the event loop.
+
+    gunicorn 27 closes a connection that is not kept alive with ``util.close_graceful``: it half-closes
+    and then waits up to 2 s for the client to close too, and it does that in ``finish_request``, on the
+    worker's one event-loop thread. A client that keeps its socket open after an answer (a stalled upload
+    answered 408, any ``Connection: close`` request) then stops that worker from accepting, and from
+    serving its kept-alive connections, for 2 s each: a few of them made Meta's deliveries wait over 5 s.
+    Here the thread that served the request lingers instead; the loop's own close then finds the socket
+    closed and returns at once. (Older gunicorns return a tuple from ``handle`` and close without
+    lingering: this changes nothing there.)
+    """
+
+    def handle(self, conn):  # gunicorn 27's: True (keep alive), False (close) or a "defer" marker
+        keep = super().handle(conn)
+        if keep is False:  # neither kept alive nor deferred to the poller: the loop would close it next
+            conn.close(graceful=True)
+        return keep
+
+
+worker_class = LingerOffTheLoop
 threads = 8  # per worker: each request is one short Redis round trip, so threads mostly wait on sockets
 timeout = 30
 graceful_timeout = 25

@@ -187,7 +187,7 @@ def test_secret_key_is_required(tmp_path, redis):
         create_app(make_settings(tmp_path, **env), redis=redis)
 
 
-def test_per_minute_series_from_snapshots(redis):
+def test_per_minute_series_from_snapshots(redis, monkeypatch):
     from types import SimpleNamespace
 
     from config import stats
@@ -198,8 +198,11 @@ def test_per_minute_series_from_snapshots(redis):
     redis.hset(contract.STATS, mapping={stats.DELIVERIES: 30, stats.field(stats.RECORDS, kind="a"): 14})
     series = stats.per_minute(redis, minutes=3, now=now)
     assert series == [(minute - 3, None, None), (minute - 2, 15, 6), (minute - 1, 2, 3)]
-    assert stats.snapshot_minute(SimpleNamespace(redis=redis)) in (0, 1)  # one snapshot per minute
+    # One snapshot per minute; the clock stands still, so both calls fall in one minute (the next one).
+    monkeypatch.setattr(stats.time, "time", lambda: now + 60)
+    assert stats.snapshot_minute(SimpleNamespace(redis=redis)) == 1
     assert stats.snapshot_minute(SimpleNamespace(redis=redis)) == 0
+    assert redis.hget(contract.STATS_MINUTES, minute + 1) == b"30 14"
 
 
 def test_account_page_shows_days_and_the_latest_demographics(console, browser):

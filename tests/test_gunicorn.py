@@ -1,8 +1,10 @@
 """The Procfile's web line under a real gunicorn: signed delivery stored, chunked oversize 413,
 one-line refusal to start without secrets; ``igrelay web`` without the venv on PATH."""
 
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -70,3 +72,28 @@ def test_igrelay_web_needs_no_venv_on_path(procs: Procs, tmp_path: Path, redis) 
     assert wait_until(lambda: answers(url), 20, 0.1) is not None, proc.text()[-3000:]
     proc.stop()
     assert not (tmp_path / ".gunicorn").exists()
+
+
+def test_clients_that_keep_a_closed_connection_open_do_not_stall_the_worker(procs: Procs, redis) -> None:  # type: ignore[no-untyped-def]
+    """gunicorn lingers up to 2 s for the client's close after a ``Connection: close`` answer: on the request's
+    thread here, never on the one worker's event loop, which serves the kept-alive connections meanwhile."""
+    _proc, url = procs.web({**web_env(), "WEB_CONCURRENCY": "1"})
+    port = int(url.rsplit(":", 1)[1])
+    lingering: list[socket.socket] = []
+    try:
+        with requests.Session() as session:
+            with session.get(url + "/healthz", timeout=5) as first:  # the kept-alive connection
+                assert first.status_code == 200
+            for _ in range(3):  # answered, then kept open: 2 s of lingering each
+                sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+                lingering.append(sock)
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+            started = time.monotonic()
+            with session.get(url + "/healthz", timeout=10) as again:
+                took = time.monotonic() - started
+            assert again.status_code == 200
+    finally:
+        for sock in lingering:
+            sock.close()
+    assert took < 1.5, f"a kept-alive request waited {took:.1f} s behind lingering closes"

@@ -95,6 +95,26 @@ def test_redis_down_is_503_within_two_seconds(tmp_path):
     assert b"igrelay_redis_up 0.0" in client.get("/metrics").data
 
 
+def test_hung_redis_is_503_within_two_seconds_for_every_concurrent_delivery(tmp_path):
+    """A Redis that accepts connections and never answers (stopped, or a dead proxy), 8 deliveries at once,
+    as gunicorn's 8 threads take them: none waits its turn behind the others' timeouts."""
+    import socket
+    from concurrent.futures import ThreadPoolExecutor
+
+    with socket.create_server(("127.0.0.1", 0)) as hung:  # the kernel accepts; nobody ever reads
+        settings = make_settings(tmp_path, REDIS_URL=f"redis://127.0.0.1:{hung.getsockname()[1]}/0")
+        app = create_app(settings)
+
+        def timed(_i: int) -> tuple[int, float]:
+            started = time.monotonic()
+            return post(app.test_client(), SAMPLE).status_code, time.monotonic() - started
+
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(timed, range(8)))
+    assert {status for status, _took in answers} == {503}
+    assert max(took for _status, took in answers) < 2, answers
+
+
 def test_redis_out_of_memory_is_503_and_the_next_delivery_is_stored(client, redis):
     redis.config_set("maxmemory", "1")
     try:

@@ -228,7 +228,8 @@ class Sandbox:
 
     @property
     def requests_log(self) -> list[dict[str, Any]]:
-        """The last 10 000 requests: method, path, query (token redacted), auth (a token was sent)."""
+        """The last 10 000 requests: method, path, query (token redacted), auth (a token was sent), fault
+        (the kind injected into its answer, or None)."""
         with self._lock:
             return list(self._log)
 
@@ -254,8 +255,8 @@ class Sandbox:
         query_token = query.get("access_token")
         with self._lock:
             route = routes.resolve(self.data, path)
-            self._record(method, path, query, route.name, token)
             fault = self._take_fault(route.name)
+            self._record(method, path, query, route.name, token, fault)
         delay = self.latency + (self.timeout_delay if fault == "timeout" else 0)
         if delay > 0:
             self._stopping.wait(delay)
@@ -294,10 +295,12 @@ class Sandbox:
             return body.status, body.html, headers | ({"Location": body.location} if body.location else {})
         return 200, body, {}
 
-    def _record(self, method: str, path: str, query: dict[str, str], route: str, token: str | None) -> None:
+    def _record(
+        self, method: str, path: str, query: dict[str, str], route: str, token: str | None, fault: str | None
+    ) -> None:
         self._calls[route] += 1
         shown = {k: ("<redacted>" if k == "access_token" else v) for k, v in query.items()}
-        self._log.append({"method": method, "path": path, "query": shown, "auth": bool(token)})
+        self._log.append({"method": method, "path": path, "query": shown, "auth": bool(token), "fault": fault})
         self._tokens_in_url += "access_token" in query
         known = self.data.tokens.get(token or "")
         if known is not None:

@@ -21,7 +21,8 @@ def test_graph_faults_lose_no_refresh_and_make_no_retry_storm(graph_sandbox, red
     """Every due media of the healthy account fetched despite 3 timeouts, 6 5xx and 3 throttles (next refresh
     scheduled); its calls <= 2 per media (type, insights) + 1 per fault + for the withdrawn metric 1 per
     (product type, media type) it is remembered for and call already in flight when it is learned;
-    the account whose token expired flagged once after <= THREADS calls, then 0 calls; 0 tokens in URLs."""
+    the account whose token expired flagged once after <= THREADS calls (besides those an injected fault answered
+    first: that media is asked again later), then 0 calls; 0 tokens in URLs."""
     sb = graph_sandbox
     sb.timeout_delay = 1.5
     config = tmp_path / "igrelay.toml"
@@ -77,9 +78,10 @@ def test_graph_faults_lose_no_refresh_and_make_no_retry_storm(graph_sandbox, red
     print(f"{len(media[good])} media, {len(good_calls)} calls for them (bound {bound}), {len(bad_calls)} for the bad")
     assert len(good_calls) <= bound
     assert media_state.needs_reauth(redis, settings, bad) and not media_state.needs_reauth(redis, settings, good)
-    reauth = stats.field("igrelay_account_needs_reauth_total", account=bad)
+    reauth = stats.field("igrelay_account_needs_reauth_total")  # no per-account labels: one flag in all
     assert int(redis.hget(contract.STATS, reauth) or 0) == 1
-    assert len(bad_calls) <= THREADS
+    # Calls answered 190 were all in flight when the first 190 came back: one per thread at most.
+    assert len([c for c in bad_calls if not c["fault"]]) <= THREADS, bad_calls
     assert sb.tokens_seen_in_url == 0
 
 
