@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import secrets
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,7 +24,7 @@ TOKEN = f"IGAACANARYTOKEN{TAG}"
 APP_SECRET = f"CANARYAPPSECRET{TAG}"
 VERIFY = f"CANARYVERIFY{TAG}"
 SINK_PATH = f"CANARYSINKPATH{TAG}"
-SINK_SECRET = "whsec_" + secrets.token_urlsafe(24)
+SINK_SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()  # Standard Webhooks: base64
 CANARIES = [TOKEN, APP_SECRET, VERIFY, SINK_PATH, SINK_SECRET]
 
 
