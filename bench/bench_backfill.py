@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_e2e import send, watch  # noqa: E402
-from bench.procs import start, stop, wait_healthy  # noqa: E402
+from bench.procs import WEB, igrelay_env, start, stop, wait_healthy  # noqa: E402
 from config import contract  # noqa: E402
 from igrelay.procs import free_port  # noqa: E402
 from igrelay.sandbox import Sandbox, demo_data  # noqa: E402
@@ -63,22 +63,10 @@ def run(media: int, deliveries: int, rate: float) -> list[tuple[str, str, str]]:
     with Sandbox(demo_data(1, history=0), latency=LATENCY) as sandbox:
         account = sandbox.accounts[0]
         sandbox.add_history(account, media, days=80)
-        env = dict(
-            os.environ,
-            PORT=str(port),
-            META_APP_SECRET=SECRET,
-            META_VERIFY_TOKEN="bench",
-            REDIS_URL=REDIS_URL,
-            IGRELAY_SINKS=f"sqlite:///{db}",
-            GRAPH_API_URL=sandbox.url,
-            IG_ACCESS_TOKENS=f"{account}={sandbox.token_for(account)}",
-            IGRELAY_DEBOUNCE_SECONDS="2",
-            IGRELAY_POLL_INTERVAL="0",
-            LOG_LEVEL="WARNING",
-            PYTHONPATH=str(ROOT),
-        )
-        gunicorn = [sys.executable, "-m", "gunicorn", "--config", "config/gunicorn.conf.py"]
-        procs = [start([*gunicorn, "webhook:create_app()"], env, "web")]
+        tokens = f"{account}={sandbox.token_for(account)}"
+        extra = {"IGRELAY_DEBOUNCE_SECONDS": "2", "IGRELAY_POLL_INTERVAL": "0", "LOG_LEVEL": "WARNING"}
+        env = igrelay_env(port, REDIS_URL, SECRET, db, sandbox.url, IG_ACCESS_TOKENS=tokens, **extra)
+        procs = [start(WEB, env, "web")]
         procs += [start([sys.executable, "-m", "igrelay", "worker"], env, f"worker {n}") for n in (1, 2)]
         try:
             wait_healthy(port, "web", procs[0])

@@ -27,7 +27,7 @@ from redis import Redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.procs import start, stop, wait_healthy  # noqa: E402
+from bench.procs import WEB, igrelay_env, start, stop, wait_healthy  # noqa: E402
 from igrelay import payloads  # noqa: E402
 from igrelay.procs import free_port  # noqa: E402
 from igrelay.sandbox import Sandbox  # noqa: E402
@@ -103,21 +103,9 @@ def run(deliveries: int, rates: list[float], changes: int) -> list[tuple[str, st
     floor = redis_baseline()
     with Sandbox() as sandbox:
         tokens = ",".join(f"{a}={sandbox.token_for(a)}" for a in sandbox.accounts)
-        env = dict(
-            os.environ,
-            PORT=str(port),
-            META_APP_SECRET=SECRET,
-            META_VERIFY_TOKEN="bench",
-            REDIS_URL=REDIS_URL,
-            IGRELAY_SINKS=f"sqlite:///{db}",
-            GRAPH_API_URL=sandbox.url,
-            IG_ACCESS_TOKENS=tokens,
-            IGRELAY_DEBOUNCE_SECONDS="2",
-            LOG_LEVEL="INFO",
-            PYTHONPATH=str(ROOT),
-        )
-        gunicorn = [sys.executable, "-m", "gunicorn", "--config", "config/gunicorn.conf.py"]  # no venv on PATH needed
-        web = start([*gunicorn, "webhook:create_app()"], env, "web")
+        extra = {"IGRELAY_DEBOUNCE_SECONDS": "2", "LOG_LEVEL": "INFO"}
+        env = igrelay_env(port, REDIS_URL, SECRET, db, sandbox.url, IG_ACCESS_TOKENS=tokens, **extra)
+        web = start(WEB, env, "web")
         worker = start([sys.executable, "-m", "igrelay", "worker"], env, "worker")
         peak = Peak({"web": web.pid, "worker": worker.pid})
         arrived: dict[str, float] = {}

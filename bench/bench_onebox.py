@@ -29,7 +29,7 @@ from redis import Redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.procs import start, stop, wait_healthy  # noqa: E402
+from bench.procs import WEB, igrelay_env, start, stop, wait_healthy  # noqa: E402
 from config import contract  # noqa: E402
 from igrelay import payloads  # noqa: E402
 from igrelay.procs import free_port  # noqa: E402
@@ -87,23 +87,11 @@ def wrk(port: int, bodies: Path, seconds: float, connections: int, rate: float |
 
 
 def env_for(port: int, db: Path) -> dict[str, str]:
-    return dict(
-        os.environ,
-        PORT=str(port),
-        META_APP_SECRET=SECRET,
-        META_VERIFY_TOKEN="bench",
-        REDIS_URL=REDIS_URL,
-        IGRELAY_SINKS=f"sqlite:///{db}",
-        GRAPH_API_URL=f"http://127.0.0.1:{free_port()}",  # nothing answers; nothing is fetched in the run
-        IGRELAY_DEBOUNCE_SECONDS="3600",
-        IGRELAY_POLL_INTERVAL="0",
-        WEB_CONCURRENCY=os.environ.get("WEB_CONCURRENCY", "2"),
-        LOG_LEVEL="WARNING",
-        PYTHONPATH=str(ROOT),
+    nowhere = f"http://127.0.0.1:{free_port()}"  # nothing answers; nothing is fetched in the run
+    extra = {"IGRELAY_DEBOUNCE_SECONDS": "3600", "IGRELAY_POLL_INTERVAL": "0", "LOG_LEVEL": "WARNING"}
+    return igrelay_env(
+        port, REDIS_URL, SECRET, db, nowhere, WEB_CONCURRENCY=os.environ.get("WEB_CONCURRENCY", "2"), **extra
     )
-
-
-GUNICORN = [sys.executable, "-m", "gunicorn", "--config", str(ROOT / "config" / "gunicorn.conf.py")]
 
 
 def web_alone(tmp: Path, seconds: float, connections: int) -> float:
@@ -112,7 +100,7 @@ def web_alone(tmp: Path, seconds: float, connections: int) -> float:
     port = free_port()
     bodies = tmp / "alone.txt"
     write_bodies(bodies, 20_000)
-    web = start([*GUNICORN, "webhook:create_app()"], env_for(port, tmp / "unused.sqlite3"), "web-alone")
+    web = start(WEB, env_for(port, tmp / "unused.sqlite3"), "web-alone")
     try:
         wait_healthy(port, "web", web)
         wrk(port, bodies, 1, connections, None)  # warm up
@@ -179,7 +167,7 @@ def together(tmp: Path, alone: float, seconds: float, connections: int) -> tuple
     db = tmp / "records.sqlite3"
     port = free_port()
     env = env_for(port, db)
-    web = start([*GUNICORN, "webhook:create_app()"], env, "web")
+    web = start(WEB, env, "web")
     worker = start([sys.executable, "-m", "igrelay", "worker"], env, "worker")
     best, notes = None, []
     try:

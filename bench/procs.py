@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -16,6 +17,25 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 ROOT = Path(__file__).resolve().parent.parent
+# The Procfile's web line, run by this interpreter (no venv needed on PATH).
+WEB = [sys.executable, "-m", "gunicorn", "--config", "config/gunicorn.conf.py", "webhook:create_app()"]
+
+
+def igrelay_env(port: int, redis_url: str, secret: str, db: Path, graph_api_url: str, **extra: str) -> dict[str, str]:
+    """The environment of a benchmark's igrelay web and worker processes: a SQLite sink at ``db``."""
+    return dict(
+        os.environ,
+        PORT=str(port),
+        META_APP_SECRET=secret,
+        META_VERIFY_TOKEN="bench",
+        REDIS_URL=redis_url,
+        IGRELAY_SINKS=f"sqlite:///{db}",
+        GRAPH_API_URL=graph_api_url,
+        PYTHONPATH=str(ROOT),
+        **extra,
+    )
+
+
 _LOG_DIR = tempfile.mkdtemp(prefix="igrelay-bench-")
 LOGS: dict[int, Path] = {}  # pid -> its log file
 

@@ -64,9 +64,9 @@ def receive() -> Response:
     except TimeoutError:
         store.count("slow_body")
         log.info("delivery refused: body not received in time", extra={"outcome": "slow_body", "status": 408})
-        response = _answer(408, "body not received in time")
-        response.headers["Connection"] = "close"  # the rest of the body may still come: never read it as a request
-        return response
+        # gunicorn closes the connection after a body read that failed, so the rest of the body is never
+        # read as a request (a Connection header set here would be dropped by gunicorn as hop-by-hop).
+        return _answer(408, "body not received in time")
     except meta.WebhookError as exc:
         outcome = "bad_signature" if exc.status == 401 else "bad_payload"
         store.count(outcome)
