@@ -133,6 +133,41 @@ def test_postgres_breakdown_rows(settings, pg_schema) -> None:
     assert rows == [("FOLLOWER", 9.0), ("NON_FOLLOWER", 3.0)]
 
 
+def test_postgres_derives_the_same_metric_and_breakdown_rows_as_sqlite(settings, pg_schema, tmp_path) -> None:
+    """PostgreSQL reads metrics and breakdowns out of the stored JSON; SQLite gets them from Python:
+    the same records must give the same rows (numbers only, booleans and text left out), once."""
+    conn, schema = pg_schema
+    odd = media(1, reach=7)
+    odd["metrics"] = {"reach": 7, "ratio": 0.25, "big": 2**40, "flag": True, "note": "n/a", "none": None}
+    odd["breakdowns"] = {"reach": {"follow_type": {"FOLLOWER": 5, "X": "text", "B": False}}}
+    plain = media(2)
+    plain["metrics"] = {}
+    event = R.account_insights("1", "2026-11-25", {"follows": 9}, {}, "schedule")
+    batch = [odd, plain, event, odd]
+    sqlite_sink = load(f"sqlite:///{tmp_path}/p.sqlite3", {}, settings)
+    pg_sink = load(PG_URL, {"schema": schema}, settings)
+    try:
+        for sink in (sqlite_sink, pg_sink):
+            sink.send(batch)
+            sink.send(batch)  # redelivered: nothing twice
+    finally:
+        sqlite_sink.close()
+        pg_sink.close()
+    metrics = "SELECT record_id, name, value FROM {t}record_metrics ORDER BY 1, 2"
+    breakdowns = "SELECT record_id, metric, breakdown, key, value FROM {t}record_breakdowns ORDER BY 1, 2, 3, 4"
+    with sqlite3.connect(tmp_path / "p.sqlite3") as db:
+        lite = [db.execute(q.format(t="")).fetchall() for q in (metrics, breakdowns)]
+    db.close()
+    pg = [[tuple(r) for r in conn.execute(q.format(t=f"{schema}.")).fetchall()] for q in (metrics, breakdowns)]
+    assert pg == lite
+    assert {(name, value) for rid, name, value in lite[0] if rid == odd["id"]} == {
+        ("reach", 7.0),
+        ("ratio", 0.25),
+        ("big", float(2**40)),
+    }
+    assert [row[1:] for row in lite[1]] == [("reach", "follow_type", "FOLLOWER", 5.0)]
+
+
 def test_postgres_unreachable_is_retryable_and_hides_the_password(settings) -> None:
     sink = load("postgresql://u:hunter2secret@127.0.0.1:1/db", {}, settings)
     with pytest.raises(SinkError) as info:

@@ -56,49 +56,55 @@ def insert_sql(prefix: str, mark: str, schema: str = "") -> tuple[str, str]:
 
 @dataclass(frozen=True)
 class Staged:
-    """PostgreSQL's bulk path: staging tables (once per connection), a COPY and an upsert per table."""
+    """PostgreSQL's bulk path: a staging table (once per connection), its COPY, and one statement that
+    upserts the records and adds the metrics and breakdowns of those it inserted."""
 
-    staging: tuple[str, ...]
-    copies: tuple[str, ...]
-    inserts: tuple[str, ...]
+    staging: str
+    copy: str
+    insert: str
+
+
+def _each(value: str) -> str:
+    """``jsonb_each`` of ``value`` when it is an object, of nothing otherwise (as ``rows`` skips it)."""
+    return f"jsonb_each(CASE jsonb_typeof({value}) WHEN 'object' THEN {value} ELSE '{{}}'::jsonb END)"
 
 
 def staged_sql(prefix: str, schema: str = "") -> Staged:
-    """Statements that COPY a batch into temporary tables and upsert it from there, one per table."""
+    """Statements that COPY a batch of record rows into a temporary table and store it from there.
+
+    Only the records travel: their metrics and breakdowns are read back out of the ``data`` JSON by the
+    server, for the records the statement inserted (``RETURNING``). A record already stored keeps the rows
+    it was stored with, as ``ON CONFLICT DO NOTHING`` did; a new record's rows cannot exist yet (they
+    reference it), so they are inserted without a conflict check. Numbers only, booleans excluded, as
+    ``rows`` and ``breakdown_rows`` do for SQLite.
+    """
     target = f"{schema}.{prefix}" if schema else prefix
     cols = ", ".join(COLUMNS)
     values = ", ".join("data::jsonb" if c == "data" else c for c in COLUMNS)
     text_cols = ", ".join(f"{c} TEXT" for c in COLUMNS)
-    stage, stage_m = f"igrelay_stage_{prefix}records", f"igrelay_stage_{prefix}record_metrics"
-    stage_b = f"igrelay_stage_{prefix}record_breakdowns"
-    breakdown_cols = "record_id, metric, breakdown, key, value"
-    # ON COMMIT DELETE ROWS empties them at each commit; prefix and schema passed safe_prefix().
+    stage = f"igrelay_stage_{prefix}records"
+    metrics, breakdowns = _each("new.data->'metrics'"), _each("new.data->'breakdowns'")
+    # ON COMMIT DELETE ROWS empties it at each commit; prefix and schema passed safe_prefix().
+    insert = (
+        f"WITH new AS (INSERT INTO {target}records ({cols}) SELECT {values} FROM {stage}"  # nosec B608
+        " ON CONFLICT (id) DO NOTHING RETURNING id, data),"
+        f" metrics AS (INSERT INTO {target}record_metrics (record_id, name, value)"
+        f" SELECT new.id, m.key, m.value::float8 FROM new, {metrics} m"
+        " WHERE jsonb_typeof(m.value) = 'number')"
+        f" INSERT INTO {target}record_breakdowns (record_id, metric, breakdown, key, value)"
+        f" SELECT new.id, m.key, b.key, k.key, k.value::float8 FROM new, {breakdowns} m,"
+        f" {_each('m.value')} b, {_each('b.value')} k WHERE jsonb_typeof(k.value) = 'number'"
+    )
     return Staged(
-        staging=(
-            f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} ({text_cols}) ON COMMIT DELETE ROWS",
-            f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage_m} (record_id TEXT, name TEXT, value DOUBLE PRECISION)"
-            " ON COMMIT DELETE ROWS",
-            f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage_b} (record_id TEXT, metric TEXT, breakdown TEXT, key TEXT,"
-            " value DOUBLE PRECISION) ON COMMIT DELETE ROWS",
-        ),
-        copies=(
-            f"COPY {stage} ({cols}) FROM STDIN",
-            f"COPY {stage_m} (record_id, name, value) FROM STDIN",
-            f"COPY {stage_b} ({breakdown_cols}) FROM STDIN",
-        ),
-        inserts=(
-            f"INSERT INTO {target}records ({cols}) SELECT {values} FROM {stage}"  # nosec B608
-            " ON CONFLICT (id) DO NOTHING",
-            f"INSERT INTO {target}record_metrics (record_id, name, value) SELECT record_id, name, value"  # nosec B608
-            f" FROM {stage_m} ON CONFLICT (record_id, name) DO NOTHING",
-            f"INSERT INTO {target}record_breakdowns ({breakdown_cols}) SELECT {breakdown_cols}"  # nosec B608
-            f" FROM {stage_b} ON CONFLICT (record_id, metric, breakdown, key) DO NOTHING",
-        ),
+        staging=f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} ({text_cols}) ON COMMIT DELETE ROWS",
+        copy=f"COPY {stage} ({cols}) FROM STDIN",
+        insert=insert,
     )
 
 
-def rows(records: Sequence[Record]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    """Record rows and metric rows for ``records`` (a batch may repeat an id: first one wins)."""
+def rows(records: Sequence[Record], with_metrics: bool = True) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Record rows and metric rows for ``records`` (a batch may repeat an id: first one wins); no metric
+    rows when ``with_metrics`` is false."""
     seen: set[str] = set()
     out: list[tuple[Any, ...]] = []
     metrics: list[tuple[Any, ...]] = []
@@ -121,11 +127,12 @@ def rows(records: Sequence[Record]) -> tuple[list[tuple[Any, ...]], list[tuple[A
                 _encode(r),
             )
         )
-        metrics += [
-            (rid, name, float(value))
-            for name, value in (get("metrics") or {}).items()
-            if isinstance(value, (int, float)) and not isinstance(value, bool)
-        ]
+        if with_metrics:
+            metrics += [
+                (rid, name, float(value))
+                for name, value in (get("metrics") or {}).items()
+                if isinstance(value, (int, float)) and not isinstance(value, bool)
+            ]
     return out, metrics
 
 
