@@ -189,6 +189,16 @@ def sent(sink: str, record_id: str) -> str:
     return f"{PREFIX}sent:{sink}:{record_id}"
 
 
+def outbox(sink: str) -> str:
+    """List of records waiting for a sink: each element is one emitted chunk, ``COUNT:JSON-array``."""
+    return PREFIX + "outbox:" + sink
+
+
+def outbox_claim(claim: str) -> str:
+    """List of the outbox chunks one delivery job took (``claim`` is its job id), until they are sent."""
+    return PREFIX + "outbox-claim:" + claim
+
+
 def sink_disabled(sink: str) -> str:
     """Epoch seconds at which the sink answered 410 Gone."""
     return PREFIX + "sink:disabled:" + sink

@@ -76,7 +76,9 @@ def describe(queue: str, job: Job) -> dict[str, Any]:
     exc_class, message = error_of(job)
     intervals = job.retry_intervals or []
     attempts = job.meta.get("attempts") or len(intervals) - (job.retries_left or 0) + 1
-    records = len(job.args[1]) if sink_of(job) and len(job.args) > 1 else None
+    records = job.meta.get("records") if sink_of(job) else None
+    if records is None and sink_of(job) and len(job.args) > 1 and isinstance(job.args[1], list):
+        records = len(job.args[1])  # a job that named its records and failed before it counted them
     return {
         "id": job.id,
         "queue": queue,

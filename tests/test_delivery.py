@@ -8,6 +8,7 @@ import os
 import signal
 import sqlite3
 import time
+from typing import ClassVar
 
 import pytest
 from conftest import make_settings, run_worker
@@ -58,15 +59,20 @@ def test_emit_in_a_pipeline_names_sinks_not_urls(tmp_path, redis, receiver) -> N
     settings, db = configure(tmp_path, receiver)
     pipe = redis.pipeline(transaction=True)
     pipe.multi()
-    assert delivery.emit(redis, settings, recs(501), pipeline=pipe) == 4  # 2 sinks x 2 batches
-    assert Queue(QUEUE, connection=redis).count == 0
+    assert delivery.emit(redis, settings, recs(501), pipeline=pipe) == 2  # one job a sink
+    names = ["hook", sink_name(f"sqlite:///{db}")]
+    assert Queue(QUEUE, connection=redis).count == 0 and not redis.exists(*map(contract.outbox, names))
     pipe.execute()
     queue = Queue(QUEUE, connection=redis, serializer=SERIALIZER)
     jobs = queue.get_jobs()
-    assert sorted({j.args[0] for j in jobs}) == sorted(["hook", sink_name(f"sqlite:///{db}")])
+    assert sorted(j.args[0] for j in jobs) == sorted(names)
     for job in jobs:
         assert receiver.url not in json.dumps(job.args) and str(db) not in job.description
         assert job.retries_left == len(job.retry_intervals) and job.failure_ttl == 14 * 86400
+    for name in names:  # the records wait in each sink's outbox, in chunks of 500
+        chunks = redis.lrange(contract.outbox(name), 0, -1)
+        assert [c.split(b":", 1)[0] for c in chunks] == [b"500", b"1"]
+        assert receiver.url.encode() not in b"".join(chunks)
 
 
 def test_retry_schedule_is_exponential_jittered_and_spans_the_day() -> None:
@@ -141,6 +147,75 @@ def test_retry_after_reschedules_the_rest_without_sleeping(tmp_path, redis, rece
     release_scheduled()
     run_worker(settings)
     assert sorted(json.loads(b)["id"] for b in receiver.ok_bodies()) == sorted(r["id"] for r in records)
+
+
+class CountingSqliteSink(SqliteSink):
+    """SQLite that notes the size of every send."""
+
+    sends: ClassVar[list[int]] = []
+
+    def send(self, records) -> None:  # type: ignore[no-untyped-def]
+        CountingSqliteSink.sends.append(len(records))
+        super().send(records)
+
+
+class SmallFlushSink(CountingSqliteSink):
+    flush_records = 500
+
+
+def distinct(start: int, n: int) -> list[dict]:
+    return [R.account_insights("17841", "2026-11-01", {"reach": i}, {}, "schedule") for i in range(start, start + n)]
+
+
+@pytest.mark.parametrize(("scheme", "sends"), [("countsqlite", [5000, 1000]), ("smallflush", [500] * 12)])
+def test_a_backlog_goes_out_in_sends_of_the_sinks_size(tmp_path, redis, monkeypatch, scheme, sends) -> None:
+    """Twelve drains' worth of records waiting: the SQL sink stores them in two transactions, a sink that
+    sends record by record keeps to its own size; every record once, nothing left behind in Redis."""
+    monkeypatch.setitem(REGISTRY, "countsqlite", f"{__name__}:CountingSqliteSink")
+    monkeypatch.setitem(REGISTRY, "smallflush", f"{__name__}:SmallFlushSink")
+    monkeypatch.setattr(CountingSqliteSink, "sends", [])
+    db = tmp_path / "out.sqlite3"
+    settings = make_settings(tmp_path, IGRELAY_SINKS=f"{scheme}:///{db}")
+    for i in range(12):
+        delivery.emit(redis, settings, distinct(i * 500, 500))
+    run_worker(settings)
+    assert CountingSqliteSink.sends == sends
+    assert rows(db) == 6000 and failed.list_failed(redis) == []
+    assert list(redis.scan_iter("igrelay:outbox*")) == []
+
+
+def test_records_left_in_the_outbox_get_a_job_of_their_own(tmp_path, redis, monkeypatch) -> None:
+    """One emit of 1,200 records is one job; a sink that takes 500 a send leaves some behind, and the job
+    enqueues the next, so nothing waits for another emit."""
+    monkeypatch.setitem(REGISTRY, "smallflush", f"{__name__}:SmallFlushSink")
+    monkeypatch.setattr(CountingSqliteSink, "sends", [])
+    db = tmp_path / "out.sqlite3"
+    settings = make_settings(tmp_path, IGRELAY_SINKS=f"smallflush:///{db}")
+    assert delivery.emit(redis, settings, distinct(0, 1200)) == 1
+    run_worker(settings)
+    assert CountingSqliteSink.sends == [500, 500, 200] and rows(db) == 1200
+    assert list(redis.scan_iter("igrelay:outbox*")) == []
+
+
+def test_a_failed_job_sends_its_own_claim_again_not_the_newer_records(
+    tmp_path, redis, receiver, release_scheduled
+) -> None:
+    """A job whose send failed keeps what it took; records emitted meanwhile go to the next job, and the
+    retry sends exactly its claim."""
+    settings, _db = configure(tmp_path, receiver, extra="concurrency = 1\n")
+    receiver.script = [(500, {})]
+    first, later = distinct(0, 1), distinct(1, 2)
+    delivery.emit(redis, settings, first)
+    run_worker(settings)  # the hook fails: its job waits for its retry, holding ``first``
+    [claim] = [k for k in redis.scan_iter("igrelay:outbox-claim:*")]
+    assert 0 < redis.ttl(claim) and json.loads(redis.lrange(claim, 0, -1)[0].split(b":", 1)[1])["id"] == first[0]["id"]
+    delivery.emit(redis, settings, later)
+    run_worker(settings)
+    assert sorted(json.loads(b)["id"] for b in receiver.ok_bodies()) == sorted(r["id"] for r in later)
+    drain(settings, release_scheduled)
+    bodies = [json.loads(b)["id"] for b in receiver.ok_bodies()]
+    assert sorted(bodies) == sorted(r["id"] for r in first + later)  # each once
+    assert list(redis.scan_iter("igrelay:outbox*")) == []
 
 
 class SlowSqliteSink(SqliteSink):

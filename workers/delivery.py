@@ -1,8 +1,17 @@
 """The records stage: every record to every configured sink, as its own retried delivery.
 
-``emit`` enqueues one ``workers.jobs.deliver`` job per (sink, batch of records) inside the
-caller's pipeline, so records and the work that made them are committed together. A job names
-its sink by its name (``config.sinkconf``), never by URL (URLs can hold passwords and Slack hook secrets).
+``emit`` puts the records each sink wants in that sink's outbox (``contract.outbox``, chunks of
+``BATCH``) and enqueues a ``workers.jobs.deliver`` job for it, inside the caller's pipeline, so
+records and the work that made them are committed together. A job names its sink by its name
+(``config.sinkconf``), never by URL (URLs can hold passwords and Slack hook secrets).
+
+A delivery job takes what is waiting in its sink's outbox, up to the sink's ``flush_records``, in
+one atomic step that moves it under the job's own claim (``contract.outbox_claim(job id)``). So a
+backlog goes out in a few large sends (one transaction each for the SQL sinks) while a quiet
+stream still goes out at once, and the claim makes every step safe to repeat: a retried,
+replayed or abandoned job sends its claim again, never someone else's records. A job whose
+outbox was emptied by another finds nothing to do; one that leaves records behind enqueues the
+next. Jobs that name their records in their arguments (a ``Retry-After`` reschedule) send those.
 
 ``deliver`` maps the sink exceptions to retry policy, in this one place:
 
@@ -13,12 +22,15 @@ its sink by its name (``config.sinkconf``), never by URL (URLs can hold password
   ``Retry-After``, the rest is re-enqueued with ``enqueue_in`` (never ``time.sleep``);
 - ``PermanentSinkError`` or no retries left: dead-lettered in RQ's FailedJobRegistry
   (``workers.failed``), counted as ``outcome="dead_letter"``; ``SinkGone`` also disables the sink.
+  A dead letter keeps its claim for as long as RQ keeps the job, so a replay sends it.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
@@ -32,11 +44,37 @@ from config import contract, stats
 from config.rq import QUEUE, SERIALIZER, deliver_preset, presets
 from config.settings import ConfigError, Settings
 from workers import sinks
-from workers.sinks import PermanentSinkError, Record, Sink, SinkError, SinkGone
+from workers.sinks import PermanentSinkError, ReadRecord, Record, Sink, SinkError, SinkGone
 from workers.sinks import _ledger as ledger
 
-BATCH = 500
+BATCH = 500  # records per outbox chunk
+MAX_CHUNKS = 1000  # chunks per claim, whatever their size (the script hands them to one RPUSH)
 STAT = "igrelay_sink_deliveries_total"
+DAY = 86400
+
+# Move chunks from the head of the outbox (KEYS[1]) to the claim (KEYS[2]) until the next would pass
+# ARGV[1] records; a claim that exists already is returned as it is (the job ran before).
+CLAIM = """
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  redis.call('EXPIRE', KEYS[2], ARGV[2])
+  return redis.call('LRANGE', KEYS[2], 0, -1)
+end
+local taken, total = {}, 0
+while #taken < tonumber(ARGV[3]) do
+  local head = redis.call('LINDEX', KEYS[1], 0)
+  if not head then break end
+  local n = tonumber(string.match(head, '^(%d+):')) or 1
+  if total > 0 and total + n > tonumber(ARGV[1]) then break end
+  redis.call('LPOP', KEYS[1])
+  taken[#taken + 1] = head
+  total = total + n
+end
+if #taken > 0 then
+  redis.call('RPUSH', KEYS[2], unpack(taken))
+  redis.call('EXPIRE', KEYS[2], ARGV[2])
+end
+return taken
+"""
 
 log = logging.getLogger("igrelay.delivery")
 
@@ -47,28 +85,40 @@ def job_options(options: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def emit(redis: Redis, settings: Settings, records: Sequence[Record], pipeline: Any = None) -> int:
-    """Enqueue deliveries of ``records`` to every sink that wants them; returns jobs enqueued."""
+    """Queue ``records`` for every sink that wants them; returns the delivery jobs enqueued (one a sink)."""
     if not records:
         return 0
     queue = Queue(QUEUE, connection=redis, serializer=SERIALIZER)
-    target = pipeline if pipeline is not None else redis
+    target = pipeline
+    if target is None:
+        target = redis.pipeline(transaction=True)
+        target.multi()  # explicit, as RQ's enqueue into a caller's pipeline expects
     jobs = 0
     for name, (_url, options) in sinks.configured(settings).items():
         chosen = [r for r in records if wants(options, r)]
-        for start in range(0, len(chosen), BATCH):
-            chunk = chosen[start : start + BATCH]
-            queue.enqueue(
-                contract.Jobs.DELIVER,
-                args=(name, chunk),
-                pipeline=pipeline,
-                description=f"deliver {len(chunk)} records to {name}",
-                meta={"sink": name, "attempts": 0},
-                **job_options(options),
-            )
-            jobs += 1
+        if not chosen:
+            continue
+        chunks = [chosen[start : start + BATCH] for start in range(0, len(chosen), BATCH)]
+        target.rpush(contract.outbox(name), *(f"{len(c)}:" + "\n".join(map(_encode, c)) for c in chunks))
+        _enqueue(queue, target, name, options)
+        jobs += 1
     for kind, n in Counter(r["kind"] for r in records).items():
         stats.incr(target, "igrelay_records_total", n, kind=kind)
+    if pipeline is None:
+        target.execute()
     return jobs
+
+
+def _enqueue(queue: Queue, pipeline: Any, name: str, options: Mapping[str, Any]) -> None:
+    """A delivery job for the sink called ``name``, to take what waits in its outbox."""
+    queue.enqueue(
+        contract.Jobs.DELIVER,
+        args=(name,),
+        pipeline=pipeline,
+        description=f"deliver to {name}",
+        meta={"sink": name, "attempts": 0},
+        **job_options(options),
+    )
 
 
 def wants(options: Mapping[str, Any], record: Record) -> bool:
@@ -89,22 +139,77 @@ def wants(options: Mapping[str, Any], record: Record) -> bool:
     return True
 
 
-def deliver(redis: Redis, settings: Settings, name: str, records: Sequence[Record]) -> None:
-    """Send ``records`` to the sink called ``name``; raise so RQ retries on failure."""
+def deliver(redis: Redis, settings: Settings, name: str, records: Sequence[Record] | None = None) -> int:
+    """Send ``records``, or what waits in the outbox of the sink called ``name``; raise so RQ retries on
+    failure. Returns how many records the job had."""
     table = sinks.configured(settings)
-    if name not in table:
-        log.warning("sink no longer configured; delivery dropped", extra={"sink": name, "records": len(records)})
-        return
     job = get_current_job()
-    _count_attempt(job)
-    if ledger.is_disabled(redis, name):
-        _dead_letter(redis, job, name, len(records))
-        raise PermanentSinkError(f"sink {name} is disabled (it answered 410 Gone); replay it to re-enable")
-    sink = _load(name, *table[name], settings)
+    if name not in table:
+        dropped = _drop(redis, job, name)
+        count = len(records) if records is not None else dropped
+        log.warning("sink no longer configured; delivery dropped", extra={"sink": name, "records": count})
+        return 0
+    url, options = table[name]
+    sink = _load(name, url, options, settings)
+    claim = None
     try:
-        _send(redis, job, name, sink, records)
+        if records is None:
+            claim = _claim_id(job)
+            records = _take(redis, name, claim, type(sink).flush_records, claim_ttl(options))
+            if not records:
+                return 0
+        _count_attempt(job, len(records))
+        if ledger.is_disabled(redis, name):
+            _dead_letter(redis, job, name, len(records))
+            raise PermanentSinkError(f"sink {name} is disabled (it answered 410 Gone); replay it to re-enable")
+        _send(redis, job, name, sink, records, claim)
     finally:
         sink.close()
+    if claim is not None:
+        _settled(redis, job, name, options, claim)
+    return len(records)
+
+
+def claim_ttl(options: Mapping[str, Any]) -> int:
+    """How long a claim lives: through every retry and the dead letter's retention, and a day more."""
+    preset = job_options(options)
+    return int(sum(preset["retry"].intervals) + preset["failure_ttl"] + DAY)
+
+
+def _claim_id(job: Job | None) -> str:
+    return job.id if job is not None else uuid.uuid4().hex
+
+
+def _take(redis: Redis, name: str, claim: str, most: int, ttl: int) -> list[Record]:
+    """This job's claim: made now from the head of the outbox, or as an earlier attempt made it."""
+    keys = [contract.outbox(name), contract.outbox_claim(claim)]
+    chunks = redis.eval(CLAIM, 2, *keys, most, ttl, MAX_CHUNKS)
+    lines = [line for chunk in chunks for line in chunk.decode().partition(":")[2].split("\n")]
+    return [ReadRecord(record, line) for record, line in zip(json.loads(f"[{','.join(lines)}]"), lines, strict=True)]
+
+
+def _settled(redis: Redis, job: Job | None, name: str, options: Mapping[str, Any], claim: str) -> None:
+    """The claim was sent (or rescheduled): forget it, and leave a job for whatever still waits."""
+    with redis.pipeline(transaction=True) as pipe:
+        pipe.delete(contract.outbox_claim(claim))
+        pipe.llen(contract.outbox(name))
+        _deleted, waiting = pipe.execute()
+    if waiting:
+        with redis.pipeline(transaction=True) as pipe:
+            pipe.multi()
+            _enqueue(Queue(job.origin if job else QUEUE, connection=redis, serializer=SERIALIZER), pipe, name, options)
+            pipe.execute()
+
+
+def _drop(redis: Redis, job: Job | None, name: str) -> int:
+    """Drop what waits for a sink that is no longer configured; returns how many records that was."""
+    keys = [contract.outbox(name)] + ([contract.outbox_claim(job.id)] if job is not None else [])
+    with redis.pipeline(transaction=True) as pipe:
+        for key in keys:
+            pipe.lrange(key, 0, -1)
+        pipe.delete(*keys)
+        *found, _ = pipe.execute()
+    return sum(int(chunk.partition(b":")[0] or 0) for chunks in found for chunk in chunks)
 
 
 def _load(name: str, url: str, options: Mapping[str, Any], settings: Settings) -> Sink:
@@ -114,7 +219,7 @@ def _load(name: str, url: str, options: Mapping[str, Any], settings: Settings) -
         raise PermanentSinkError(f"sink {name}: invalid configuration ({type(exc).__name__})") from None
 
 
-def _send(redis: Redis, job: Job | None, name: str, sink: Sink, records: Sequence[Record]) -> None:
+def _send(redis: Redis, job: Job | None, name: str, sink: Sink, records: Sequence[Record], claim: str | None) -> None:
     keyed = sink.idempotent
     pending = list(records) if keyed else ledger.unsent(redis, name, records)
     if len(pending) < len(records):
@@ -126,7 +231,7 @@ def _send(redis: Redis, job: Job | None, name: str, sink: Sink, records: Sequenc
     try:
         sink.send(pending)
     except SinkError as exc:
-        _failed(redis, job, name, sink, pending, exc)
+        _failed(redis, job, name, sink, pending, exc, claim)
         return
     except Exception as exc:  # a bug or an unwrapped driver error: its text may hold a URL
         log.exception("sink raised an unexpected error", extra={"sink": name})
@@ -137,7 +242,9 @@ def _send(redis: Redis, job: Job | None, name: str, sink: Sink, records: Sequenc
     log.info("delivered", extra={"sink": name, "records": len(pending)})
 
 
-def _failed(redis: Redis, job: Job | None, name: str, sink: Sink, pending: list[Record], exc: SinkError) -> None:
+def _failed(
+    redis: Redis, job: Job | None, name: str, sink: Sink, pending: list[Record], exc: SinkError, claim: str | None
+) -> None:
     """Settle a failed send: mark what got through, then retry, reschedule or dead-letter the rest."""
     done = set(exc.done)
     rest = [r for r in pending if str(r["id"]) not in done]
@@ -155,27 +262,36 @@ def _failed(redis: Redis, job: Job | None, name: str, sink: Sink, pending: list[
     if exc.retry_after and job is not None and not isinstance(exc, PermanentSinkError):
         left = left - (0 if done else 1)  # progress does not use up an attempt
         if left >= 0:
-            _reschedule(redis, job, name, rest, exc.retry_after, left)
+            _reschedule(redis, job, name, rest, exc.retry_after, left, claim)
             return
     if isinstance(exc, PermanentSinkError) or left <= 0:
         _dead_letter(redis, job, name, len(rest))
     raise exc
 
 
-def _reschedule(redis: Redis, job: Job, name: str, records: list[Record], delay: float, left: int) -> None:
-    """Enqueue ``records`` again in ``delay`` seconds with ``left`` retries of the same schedule."""
+def _reschedule(
+    redis: Redis, job: Job, name: str, records: list[Record], delay: float, left: int, claim: str | None
+) -> None:
+    """Enqueue ``records`` again in ``delay`` seconds with ``left`` retries of the same schedule (the new
+    job names them in its arguments, and the claim they came from goes in the same transaction)."""
     intervals = (job.retry_intervals or [])[-left:] if left else []
     # The rest of the job's own schedule, not a fresh one: Retry-After is no reason for more attempts.
     options = {**presets()["deliver"], "retry": Retry(max=left, interval=intervals) if left else None}
     queue = Queue(job.origin, connection=redis, serializer=SERIALIZER)
-    queue.enqueue_in(
-        timedelta(seconds=delay),
-        contract.Jobs.DELIVER,
-        args=(name, records),
-        description=f"deliver {len(records)} records to {name}",
-        meta={"sink": name, "attempts": job.meta.get("attempts", 1)},
-        **options,
-    )
+    with redis.pipeline(transaction=True) as pipe:
+        pipe.multi()  # explicit, as RQ's enqueue into a caller's pipeline expects
+        queue.enqueue_in(
+            timedelta(seconds=delay),
+            contract.Jobs.DELIVER,
+            args=(name, records),
+            description=f"deliver {len(records)} records to {name}",
+            meta={"sink": name, "attempts": job.meta.get("attempts", 1), "records": len(records)},
+            pipeline=pipe,
+            **options,
+        )
+        if claim is not None:
+            pipe.delete(contract.outbox_claim(claim))
+        pipe.execute()
     stats.incr(redis, STAT, len(records), sink=name, outcome="rescheduled")
     log.info("rescheduled after Retry-After", extra={"sink": name, "records": len(records), "delay": delay})
 
@@ -187,7 +303,13 @@ def _dead_letter(redis: Redis, job: Job | None, name: str, count: int) -> None:
         stats.incr(redis, STAT, count, sink=name, outcome="dead_letter")
 
 
-def _count_attempt(job: Job | None) -> None:
+def _count_attempt(job: Job | None, records: int) -> None:
     if job is not None:
         job.meta["attempts"] = int(job.meta.get("attempts", 0)) + 1
+        job.meta["records"] = records  # for `igrelay failed`, which does not read claims
         job.save_meta()
+
+
+# An outbox chunk is ``COUNT:`` and one record's JSON a line. ASCII (a record may hold a lone surrogate
+# from a payload's escapes, which UTF-8 cannot carry), compact; json.dumps would build this encoder each call.
+_encode = json.JSONEncoder(separators=(",", ":"), default=str).encode

@@ -95,11 +95,10 @@ def _entry_id(value: bytes | str) -> tuple[int, int]:
 
 
 @counted
-def deliver(sink: str, records: list[Record]) -> int:
-    """Deliver ``records`` to the sink named ``sink``."""
+def deliver(sink: str, records: list[Record] | None = None) -> int:
+    """Deliver what waits in the outbox of the sink named ``sink`` (or ``records``, when given)."""
     ctx = context.current()
-    delivery.deliver(ctx.redis, ctx.settings, sink, records)
-    return len(records)
+    return delivery.deliver(ctx.redis, ctx.settings, sink, records)
 
 
 @counted

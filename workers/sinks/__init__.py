@@ -21,6 +21,7 @@ Exception texts never hold a sink URL: callers store them in Redis and logs.
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -33,6 +34,29 @@ from config.settings import ConfigError, Settings, redact_url
 from config.sinkconf import sink_name as sink_name  # callers name sinks through this module
 
 Record = dict[str, Any]
+
+# A record's JSON as the SQL sinks store it (their ``data`` column): compact, non-ASCII kept as is.
+record_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
+
+
+class ReadRecord(dict[str, Any]):
+    """A record read back from JSON text (the delivery outbox), with that text when it is exactly
+    ``record_json`` of the record, so a sink that stores JSON does not encode it again."""
+
+    __slots__ = ("json",)
+
+    def __init__(self, record: Record, text: str) -> None:
+        super().__init__(record)
+        # The outbox's JSON is ASCII: without a \u escape it has no non-ASCII character (or control
+        # character) that record_json would write differently. With one, the text is not reused.
+        self.json: str | None = text if "\\u" not in text else None
+
+
+def as_json(record: Record) -> str:
+    """``record_json(record)``, reusing the text a ``ReadRecord`` was read from."""
+    text = getattr(record, "json", None)
+    return text if text is not None else record_json(record)
+
 
 # scheme -> "module:Class". Dotted paths, so a sink's module (and its driver) is imported only when used.
 REGISTRY: dict[str, str] = {
@@ -88,6 +112,10 @@ class Sink:
     #: True when a record whose send was attempted must never be sent again (Slack): records are
     #: claimed before sending, and a send that may have happened keeps its claim.
     at_most_once: ClassVar[bool] = False
+    #: The most records one delivery job hands to ``send``. A backlog waiting in the sink's outbox is sent
+    #: in sends this big: the SQL sinks pay per transaction, so they take many; a sink that sends record by
+    #: record (HTTP, Slack) keeps a job short, so live work is not held up behind it.
+    flush_records: ClassVar[int] = 500
     #: Set by the delivery layer on at-most-once sinks: claims a record id just before it is sent.
     claim: Callable[[str], bool] | None = None
 
