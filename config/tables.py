@@ -9,6 +9,12 @@ JSON); ``record_metrics`` holds one row per (record, metric), so metrics are pla
 ``record_breakdowns`` holds one row per (record, metric, breakdown, key) of a record's
 ``breakdowns``: ``SELECT key, value FROM record_breakdowns WHERE metric = 'follower_demographics'
 AND breakdown = 'country'``.
+
+``record_metrics`` and ``record_breakdowns`` rows are derived from their record's ``data`` by the
+statement that stores the record, so ``record_id`` always names a stored record. Tables made by
+igrelay before 2026-12 declare it a foreign key; new ones do not: SQLite never enforced it (its
+``foreign_keys`` pragma is off), and PostgreSQL's check of each row was 40% of a batch's time
+for a guarantee the sinks give by construction.
 """
 
 from __future__ import annotations
@@ -33,14 +39,14 @@ def ddl(prefix: str, json_type: str, schema: str = "") -> list[str]:
     return [
         f"CREATE TABLE IF NOT EXISTS {prefix}records (id TEXT PRIMARY KEY, kind TEXT NOT NULL, account_id TEXT,"
         f" media_id TEXT, captured_at TEXT, trigger TEXT, media_product_type TEXT, data {json_type} NOT NULL)",
-        f"CREATE TABLE IF NOT EXISTS {prefix}record_metrics (record_id TEXT NOT NULL REFERENCES {prefix}records(id),"
+        f"CREATE TABLE IF NOT EXISTS {prefix}record_metrics (record_id TEXT NOT NULL,"
         f" name TEXT NOT NULL, value DOUBLE PRECISION, PRIMARY KEY (record_id, name))",
         f"CREATE INDEX IF NOT EXISTS {index}records_media ON {prefix}records (media_id, captured_at)",
         f"CREATE INDEX IF NOT EXISTS {index}records_account ON {prefix}records (account_id, kind, captured_at)",
         f"CREATE INDEX IF NOT EXISTS {index}record_metrics_name ON {prefix}record_metrics (name)",
         # The console's "latest records" (newest first, any account) walks this index.
         f"CREATE INDEX IF NOT EXISTS {index}records_captured ON {prefix}records (captured_at)",
-        f"CREATE TABLE IF NOT EXISTS {prefix}record_breakdowns (record_id TEXT NOT NULL REFERENCES {prefix}records(id),"
+        f"CREATE TABLE IF NOT EXISTS {prefix}record_breakdowns (record_id TEXT NOT NULL,"
         " metric TEXT NOT NULL, breakdown TEXT NOT NULL, key TEXT NOT NULL, value DOUBLE PRECISION,"
         " PRIMARY KEY (record_id, metric, breakdown, key))",
     ]

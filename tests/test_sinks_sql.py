@@ -11,6 +11,7 @@ import uuid
 
 import pytest
 
+from config import tables
 from config.settings import ConfigError
 from workers import records as R
 from workers.sinks import SinkError, load, probe
@@ -166,6 +167,37 @@ def test_postgres_derives_the_same_metric_and_breakdown_rows_as_sqlite(settings,
         ("big", float(2**40)),
     }
     assert [row[1:] for row in lite[1]] == [("reach", "follow_type", "FOLLOWER", 5.0)]
+
+
+def test_postgres_tables_made_with_the_old_foreign_keys_still_take_batches(settings, pg_schema) -> None:
+    """Tables created by earlier versions declare ``record_id`` a foreign key: the one statement that
+    stores records, metrics and breakdowns passes its checks."""
+    conn, schema = pg_schema
+    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    for statement in tables.ddl("", "JSONB", schema):
+        if "record_metrics (" in statement or "record_breakdowns (" in statement:
+            statement = statement.replace(
+                "record_id TEXT NOT NULL,", f"record_id TEXT NOT NULL REFERENCES {schema}.records(id),"
+            )
+        conn.execute(statement)
+    found = {"follows_and_unfollows": {"follow_type": {"FOLLOWER": 9}}}
+    batch = [media(i) for i in range(20)]
+    batch.append(R.account_insights("1", "2026-11-25", {"follows": 9}, {}, "schedule", breakdowns=found))
+    sink = load(PG_URL, {"schema": schema}, settings)
+    try:
+        sink.send(batch)
+        sink.send(batch)
+    finally:
+        sink.close()
+    foreign = conn.execute(
+        "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND connamespace = %s::regnamespace", [schema]
+    ).fetchone()[0]
+    assert foreign == 2
+    counts = [
+        conn.execute(f"SELECT count(*) FROM {schema}.{t}").fetchone()[0]
+        for t in (tables.RECORDS, tables.METRICS, tables.BREAKDOWNS)
+    ]
+    assert counts == [21, 41, 1]
 
 
 def test_postgres_unreachable_is_retryable_and_hides_the_password(settings) -> None:

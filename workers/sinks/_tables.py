@@ -4,7 +4,6 @@ and how their drivers' errors are reported.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -13,37 +12,13 @@ from config.tables import COLUMNS as COLUMNS
 from config.tables import LAST_TABLE as LAST_TABLE
 from config.tables import ddl as ddl
 from config.tables import safe_prefix as safe_prefix
-from workers.sinks import Record, SinkError
-
-# json.dumps(r, ...) builds this encoder on every call; one per process is the same output, cheaper.
-_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
-
-
-def breakdowns_sql(prefix: str, mark: str, schema: str = "") -> str:
-    """The upsert of ``breakdown_rows`` with ``mark`` as the placeholder (``?`` or ``%s``)."""
-    prefix = f"{schema}.{prefix}" if schema else prefix
-    marks = ", ".join([mark] * 5)
-    # prefix and schema passed safe_prefix(); values go as parameters (hence the nosec).
-    return (
-        f"INSERT INTO {prefix}record_breakdowns (record_id, metric, breakdown, key, value) VALUES ({marks})"  # nosec B608
-        " ON CONFLICT (record_id, metric, breakdown, key) DO NOTHING"
-    )
-
-
-def breakdown_rows(records: Sequence[Record]) -> list[tuple[Any, ...]]:
-    """``(record_id, metric, breakdown, key, value)`` rows of every record's ``breakdowns``."""
-    out: dict[tuple[str, str, str, str], float] = {}
-    for r in records:
-        for metric, by in (r.get("breakdowns") or {}).items():
-            for breakdown, values in by.items():
-                for key, value in values.items():
-                    if isinstance(value, (int, float)) and not isinstance(value, bool):
-                        out.setdefault((str(r["id"]), metric, breakdown, str(key)), float(value))
-    return [(*k, v) for k, v in out.items()]
+from workers.sinks import Record, SinkError, as_json
 
 
 def insert_sql(prefix: str, mark: str, schema: str = "") -> tuple[str, str]:
-    """The two upserts (records, metrics) with ``mark`` as the placeholder (``?`` or ``%s``)."""
+    """The two upserts (records, metrics) with ``mark`` as the placeholder (``?`` or ``%s``): the
+    sinks use the first; the second is the row-by-row form (``metric_rows``) the benchmark's baseline
+    sends, which the sinks replaced by reading the metrics out of the stored JSON."""
     prefix = f"{schema}.{prefix}" if schema else prefix
     marks = ", ".join([mark] * len(COLUMNS))
     # prefix and schema passed safe_prefix(); values go as parameters (hence the nosec).
@@ -51,6 +26,32 @@ def insert_sql(prefix: str, mark: str, schema: str = "") -> tuple[str, str]:
         f"INSERT INTO {prefix}records ({', '.join(COLUMNS)}) VALUES ({marks}) ON CONFLICT (id) DO NOTHING",  # nosec B608
         f"INSERT INTO {prefix}record_metrics (record_id, name, value) VALUES ({mark}, {mark}, {mark})"  # nosec B608
         " ON CONFLICT (record_id, name) DO NOTHING",
+    )
+
+
+# Both SQL sinks store a record's row only; the server then reads its metrics and breakdowns out of its
+# ``data`` JSON, for the records just inserted. A record stored before keeps the rows it was stored with;
+# a new record's rows cannot exist yet (they reference it), so they need no conflict check. Numbers only
+# (JSON booleans and text are left out). Six metrics a record were six rows to build, bind and check.
+
+
+def sqlite_derived_sql(prefix: str) -> tuple[str, str]:
+    """SQLite: the metric and breakdown inserts for the records whose rowid is above ``?`` (the largest
+    before the batch: SQLite gives new rows the next rowids)."""
+    number = "IN ('integer', 'real')"
+
+    def each(value: str, kind: str) -> str:
+        return f"json_each(CASE WHEN {kind} = 'object' THEN {value} ELSE '{{}}' END)"
+
+    # prefix passed safe_prefix() (hence the nosec).
+    return (
+        f"INSERT INTO {prefix}record_metrics (record_id, name, value)"  # nosec B608
+        f" SELECT r.id, m.key, m.value FROM {prefix}records r, json_each(r.data, '$.metrics') m"
+        f" WHERE r.rowid > ? AND json_type(r.data, '$.metrics') = 'object' AND m.type {number}",
+        f"INSERT INTO {prefix}record_breakdowns (record_id, metric, breakdown, key, value)"  # nosec B608
+        f" SELECT r.id, m.key, b.key, k.key, k.value FROM {prefix}records r, json_each(r.data, '$.breakdowns') m,"
+        f" {each('m.value', 'm.type')} b, {each('b.value', 'b.type')} k"
+        f" WHERE r.rowid > ? AND json_type(r.data, '$.breakdowns') = 'object' AND k.type {number}",
     )
 
 
@@ -65,28 +66,24 @@ class Staged:
 
 
 def _each(value: str) -> str:
-    """``jsonb_each`` of ``value`` when it is an object, of nothing otherwise (as ``rows`` skips it)."""
+    """``jsonb_each`` of ``value`` when it is an object, of nothing otherwise."""
     return f"jsonb_each(CASE jsonb_typeof({value}) WHEN 'object' THEN {value} ELSE '{{}}'::jsonb END)"
 
 
 def staged_sql(prefix: str, schema: str = "") -> Staged:
-    """Statements that COPY a batch of record rows into a temporary table and store it from there.
-
-    Only the records travel: their metrics and breakdowns are read back out of the ``data`` JSON by the
-    server, for the records the statement inserted (``RETURNING``). A record already stored keeps the rows
-    it was stored with, as ``ON CONFLICT DO NOTHING`` did; a new record's rows cannot exist yet (they
-    reference it), so they are inserted without a conflict check. Numbers only, booleans excluded, as
-    ``rows`` and ``breakdown_rows`` do for SQLite.
-    """
+    """PostgreSQL: COPY a batch of records' JSON into a temporary table, then one statement upserts them
+    (their columns read out of the JSON, as ``rows`` reads them out of the dict) and inserts the metrics
+    and breakdowns of those it inserted (``RETURNING``). A batch repeating an id stores the first one."""
     target = f"{schema}.{prefix}" if schema else prefix
     cols = ", ".join(COLUMNS)
-    values = ", ".join("data::jsonb" if c == "data" else c for c in COLUMNS)
-    text_cols = ", ".join(f"{c} TEXT" for c in COLUMNS)
+    values = ", ".join("d" if c == "data" else f"d->>'{c}'" for c in COLUMNS)
     stage = f"igrelay_stage_{prefix}records"
     metrics, breakdowns = _each("new.data->'metrics'"), _each("new.data->'breakdowns'")
     # ON COMMIT DELETE ROWS empties it at each commit; prefix and schema passed safe_prefix().
     insert = (
-        f"WITH new AS (INSERT INTO {target}records ({cols}) SELECT {values} FROM {stage}"  # nosec B608
+        f"WITH new AS (INSERT INTO {target}records ({cols})"  # nosec B608
+        # OFFSET 0 keeps the subquery whole: pulled up, its cast would parse the JSON once a column.
+        f" SELECT {values} FROM (SELECT data::jsonb AS d FROM {stage} OFFSET 0) staged"
         " ON CONFLICT (id) DO NOTHING RETURNING id, data),"
         f" metrics AS (INSERT INTO {target}record_metrics (record_id, name, value)"
         f" SELECT new.id, m.key, m.value::float8 FROM new, {metrics} m"
@@ -96,18 +93,22 @@ def staged_sql(prefix: str, schema: str = "") -> Staged:
         f" {_each('m.value')} b, {_each('b.value')} k WHERE jsonb_typeof(k.value) = 'number'"
     )
     return Staged(
-        staging=f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} ({text_cols}) ON COMMIT DELETE ROWS",
-        copy=f"COPY {stage} ({cols}) FROM STDIN",
+        staging=f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} (data TEXT) ON COMMIT DELETE ROWS",
+        copy=f"COPY {stage} (data) FROM STDIN",
         insert=insert,
     )
 
 
-def rows(records: Sequence[Record], with_metrics: bool = True) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    """Record rows and metric rows for ``records`` (a batch may repeat an id: first one wins); no metric
-    rows when ``with_metrics`` is false."""
+def copy_text(records: Sequence[Record]) -> str:
+    """``records`` as COPY's text format, one JSON document a line. Compact JSON holds no raw tab,
+    newline or carriage return (it escapes them), so only backslashes need escaping."""
+    return "".join(as_json(r).replace("\\", "\\\\") + "\n" for r in records)
+
+
+def rows(records: Sequence[Record]) -> list[tuple[Any, ...]]:
+    """The ``records`` rows of ``records`` (a batch may repeat an id: first one wins)."""
     seen: set[str] = set()
     out: list[tuple[Any, ...]] = []
-    metrics: list[tuple[Any, ...]] = []
     for r in records:
         rid = str(r["id"])
         if rid in seen:
@@ -124,16 +125,26 @@ def rows(records: Sequence[Record], with_metrics: bool = True) -> tuple[list[tup
                 get("captured_at"),
                 get("trigger"),
                 get("media_product_type"),
-                _encode(r),
+                as_json(r),
             )
         )
-        if with_metrics:
-            metrics += [
+    return out
+
+
+def metric_rows(records: Sequence[Record]) -> list[tuple[Any, ...]]:
+    """``(record_id, name, value)`` rows of the records' numeric metrics, the row-by-row form."""
+    out: list[tuple[Any, ...]] = []
+    seen: set[str] = set()
+    for r in records:
+        rid = str(r["id"])
+        if rid not in seen:
+            seen.add(rid)
+            out += [
                 (rid, name, float(value))
-                for name, value in (get("metrics") or {}).items()
+                for name, value in (r.get("metrics") or {}).items()
                 if isinstance(value, (int, float)) and not isinstance(value, bool)
             ]
-    return out, metrics
+    return out
 
 
 # Fixed descriptions by SQLSTATE class: https://www.postgresql.org/docs/current/errcodes-appendix.html
