@@ -19,7 +19,7 @@ from config import contract, rq, stats
 from config.rq import QUEUE, SERIALIZER
 from workers import delivery, failed
 from workers import records as R
-from workers.sinks import REGISTRY, sink_name
+from workers.sinks import REGISTRY, SinkError, sink_name
 from workers.sinks.sqlite import SqliteSink
 
 
@@ -194,6 +194,32 @@ def test_records_left_in_the_outbox_get_a_job_of_their_own(tmp_path, redis, monk
     assert delivery.emit(redis, settings, distinct(0, 1200)) == 1
     run_worker(settings)
     assert CountingSqliteSink.sends == [500, 500, 200] and rows(db) == 1200
+    assert list(redis.scan_iter("igrelay:outbox*")) == []
+
+
+class FailingOnceSink(SmallFlushSink):
+    """Takes 500 records a send; the first send fails."""
+
+    def send(self, records) -> None:  # type: ignore[no-untyped-def]
+        if not CountingSqliteSink.sends:
+            CountingSqliteSink.sends.append(-len(records))
+            raise SinkError("down for a moment")
+        super().send(records)
+
+
+def test_records_behind_a_failed_claim_are_not_held_up_by_its_retry(
+    tmp_path, redis, monkeypatch, release_scheduled
+) -> None:
+    monkeypatch.setitem(REGISTRY, "failonce", f"{__name__}:FailingOnceSink")
+    monkeypatch.setattr(CountingSqliteSink, "sends", [])
+    db = tmp_path / "out.sqlite3"
+    settings = make_settings(tmp_path, IGRELAY_SINKS=f"failonce:///{db}")
+    delivery.emit(redis, settings, distinct(0, 1200))
+    run_worker(settings)
+    assert CountingSqliteSink.sends == [-500, 500, 200] and rows(db) == 700  # the failed 500 wait for their retry
+    assert release_scheduled() == 1
+    run_worker(settings)
+    assert CountingSqliteSink.sends[3:] == [500] and rows(db) == 1200
     assert list(redis.scan_iter("igrelay:outbox*")) == []
 
 

@@ -10,8 +10,9 @@ one atomic step that moves it under the job's own claim (``contract.outbox_claim
 backlog goes out in a few large sends (one transaction each for the SQL sinks) while a quiet
 stream still goes out at once, and the claim makes every step safe to repeat: a retried,
 replayed or abandoned job sends its claim again, never someone else's records. A job whose
-outbox was emptied by another finds nothing to do; one that leaves records behind enqueues the
-next. Jobs that name their records in their arguments (a ``Retry-After`` reschedule) send those.
+outbox was emptied by another finds nothing to do; one that leaves records behind (it took its
+most, or its send failed) enqueues the next, so each record is tried at once and then retried
+with the claim it is in. Jobs that name their records in their arguments (a ``Retry-After`` reschedule) send those.
 
 ``deliver`` maps the sink exceptions to retry policy, in this one place:
 
@@ -33,10 +34,12 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from contextlib import suppress
 from datetime import timedelta
 from typing import Any
 
 from redis import Redis
+from redis.exceptions import RedisError
 from rq import Queue, Retry, get_current_job
 from rq.job import Job
 
@@ -163,10 +166,16 @@ def deliver(redis: Redis, settings: Settings, name: str, records: Sequence[Recor
             _dead_letter(redis, job, name, len(records))
             raise PermanentSinkError(f"sink {name} is disabled (it answered 410 Gone); replay it to re-enable")
         _send(redis, job, name, sink, records, claim)
+    except BaseException:
+        if claim is not None:  # this claim waits for its retry; what waits behind it gets a job now
+            with suppress(RedisError):
+                _kick_if_waiting(redis, job, name, options)
+        raise
     finally:
         sink.close()
     if claim is not None:
-        _settled(redis, job, name, options, claim)
+        redis.delete(contract.outbox_claim(claim))  # sent (or rescheduled with its records)
+        _kick_if_waiting(redis, job, name, options)
     return len(records)
 
 
@@ -188,13 +197,10 @@ def _take(redis: Redis, name: str, claim: str, most: int, ttl: int) -> list[Reco
     return [ReadRecord(record, line) for record, line in zip(json.loads(f"[{','.join(lines)}]"), lines, strict=True)]
 
 
-def _settled(redis: Redis, job: Job | None, name: str, options: Mapping[str, Any], claim: str) -> None:
-    """The claim was sent (or rescheduled): forget it, and leave a job for whatever still waits."""
-    with redis.pipeline(transaction=True) as pipe:
-        pipe.delete(contract.outbox_claim(claim))
-        pipe.llen(contract.outbox(name))
-        _deleted, waiting = pipe.execute()
-    if waiting:
+def _kick_if_waiting(redis: Redis, job: Job | None, name: str, options: Mapping[str, Any]) -> None:
+    """Enqueue a delivery job for the sink when records still wait in its outbox (a job takes at most
+    ``flush_records``, and one that failed keeps only its own claim)."""
+    if redis.llen(contract.outbox(name)):
         with redis.pipeline(transaction=True) as pipe:
             pipe.multi()
             _enqueue(Queue(job.origin if job else QUEUE, connection=redis, serializer=SERIALIZER), pipe, name, options)
