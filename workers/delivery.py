@@ -97,12 +97,13 @@ def emit(redis: Redis, settings: Settings, records: Sequence[Record], pipeline: 
         target = redis.pipeline(transaction=True)
         target.multi()  # explicit, as RQ's enqueue into a caller's pipeline expects
     jobs = 0
+    texts = [_encode(r) for r in records]  # once, whatever the number of sinks
     for name, (_url, options) in sinks.configured(settings).items():
-        chosen = [r for r in records if wants(options, r)]
+        chosen = [t for r, t in zip(records, texts, strict=True) if wants(options, r)]
         if not chosen:
             continue
         chunks = [chosen[start : start + BATCH] for start in range(0, len(chosen), BATCH)]
-        target.rpush(contract.outbox(name), *(f"{len(c)}:" + "\n".join(map(_encode, c)) for c in chunks))
+        target.rpush(contract.outbox(name), *(f"{len(c)}:" + "\n".join(c) for c in chunks))
         _enqueue(queue, target, name, options)
         jobs += 1
     for kind, n in Counter(r["kind"] for r in records).items():
