@@ -212,7 +212,7 @@ class Worker(HerokuWorker):
         keys = (queue.key, queue.intermediate_queue_key)
         while job_id := self.connection.eval(_TAKE_LIVE_LUA, 2, *keys, LIVE_JOB_PREFIX, LIVE_SCAN):
             try:
-                job = Job.fetch(text(job_id), connection=self.connection, serializer=self.serializer)
+                job = self.job_class.fetch(text(job_id), connection=self.connection, serializer=self.serializer)
             except NoSuchJobError:  # gone already (deleted, or expired): as RQ's dequeue does, skip it
                 self.connection.lrem(queue.intermediate_queue_key, 1, job_id)
                 continue
