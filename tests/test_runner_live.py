@@ -3,6 +3,7 @@ own process, ahead of their turn; other jobs still wait for a free worker, first
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -33,6 +34,12 @@ def in_flight(queue: Queue) -> list[str]:
     return [i for i in ids if not i.startswith("tick-")]
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user and system) the process ``pid`` itself has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def long_job(queue: Queue, redis, seconds: float) -> None:  # type: ignore[no-untyped-def]
     """A forked job of ``seconds`` (a fetch or a backfill step at Meta's latency), running once this returns."""
     queue.enqueue(
@@ -58,12 +65,16 @@ def test_live_jobs_overtake_while_the_horse_runs_and_others_wait(procs, redis, t
 
 
 def test_a_live_job_that_must_fork_waits_for_the_horse(procs, redis, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """A job with a live id that is not one of the in-process jobs goes back to the front: it runs next, forked."""
+    """A job with a live id that is not one of the in-process jobs goes back to the front, once (the worker
+    does not spin on it): it runs next, forked."""
     queue = Queue(QUEUE, connection=redis, serializer=SERIALIZER)
-    start_worker(procs, tmp_path, "one")
-    long_job(queue, redis, 2)
+    worker = start_worker(procs, tmp_path, "one")
+    long_job(queue, redis, 3)
+    cpu = cpu_seconds(worker.pid)
     queue.enqueue("tests.support.jobs.mark", "ordinary", result_ttl=60)
     odd = queue.enqueue("tests.support.jobs.mark", "odd", job_id=LIVE_JOB_PREFIX + "odd", result_ttl=60)
+    assert wait_until(lambda: redis.llen("long:finished") == 1, 30, 0.05) is not None
+    assert cpu_seconds(worker.pid) - cpu < 1  # polling every few ms while the horse ran, not spinning
     assert wait_until(lambda: redis.llen("ordinary") == 1, 30, 0.05) is not None
     assert odd.get_status() == "finished"
     ran = [float(redis.lindex(key, 0)) for key in ("long:finished", "odd", "ordinary")]

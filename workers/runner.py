@@ -41,11 +41,14 @@ MAX_INTERRUPTIONS = 10
 # While its horse runs, the worker looks for live jobs this often, among the first LIVE_SCAN queued jobs.
 LIVE_POLL_SECONDS = 0.005
 LIVE_SCAN = 100
-# KEYS: the queue, its intermediate queue. ARGV: the live job id prefix, how many queued jobs to look at.
-# Moves the first live job into the intermediate queue, as RQ's own LMOVE dequeue does with the head.
+# KEYS: the queue, its intermediate queue. ARGV: the live job id prefix, how many queued jobs to look at,
+# then ids to pass over. Moves the first live job into the intermediate queue, as RQ's own LMOVE dequeue
+# does with the head.
 _TAKE_LIVE_LUA = """
+local skip = {}
+for i = 3, #ARGV do skip[ARGV[i]] = true end
 for _, id in ipairs(redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1)) do
-  if string.sub(id, 1, #ARGV[1]) == ARGV[1] then
+  if string.sub(id, 1, #ARGV[1]) == ARGV[1] and not skip[id] then
     redis.call('LREM', KEYS[1], 1, id)
     redis.call('RPUSH', KEYS[2], id)
     return id
@@ -188,16 +191,17 @@ class Worker(HerokuWorker):
 
     def monitor_work_horse(self, job: Job, queue: Queue, execution: Execution) -> None:
         """While the horse runs, serve live jobs in this process; then RQ's monitor reaps the horse."""
+        passed: list[str] = []  # live ids that must fork after all: left in the queue for a free worker
         with self._heartbeats(job, execution):
             while not self._stop_requested and self._horse_running():
                 try:
-                    live = self._take_live(queue)
+                    live = self._take_live(queue, passed)
+                    if live is None:
+                        time.sleep(LIVE_POLL_SECONDS)
+                    elif not self._run_live(live, queue):
+                        passed.append(live.id)
                 except RedisError:  # Redis away, or given up on for a shutdown: leave it to RQ's monitor
                     break
-                if live is not None:
-                    self._run_live(live, queue)
-                else:
-                    time.sleep(LIVE_POLL_SECONDS)
         super().monitor_work_horse(job, queue, execution)
 
     def _horse_running(self) -> bool:
@@ -207,10 +211,10 @@ class Worker(HerokuWorker):
         except ChildProcessError:
             return False
 
-    def _take_live(self, queue: Queue) -> Job | None:
-        """The first live job waiting in ``queue``, moved to its intermediate queue, or None."""
+    def _take_live(self, queue: Queue, passed: list[str]) -> Job | None:
+        """The first live job waiting in ``queue`` (but ``passed``), moved to its intermediate queue, or None."""
         keys = (queue.key, queue.intermediate_queue_key)
-        while job_id := self.connection.eval(_TAKE_LIVE_LUA, 2, *keys, LIVE_JOB_PREFIX, LIVE_SCAN):
+        while job_id := self.connection.eval(_TAKE_LIVE_LUA, 2, *keys, LIVE_JOB_PREFIX, LIVE_SCAN, *passed):
             try:
                 job = self.job_class.fetch(text(job_id), connection=self.connection, serializer=self.serializer)
             except NoSuchJobError:  # gone already (deleted, or expired): as RQ's dequeue does, skip it
@@ -220,15 +224,17 @@ class Worker(HerokuWorker):
             return job
         return None
 
-    def _run_live(self, job: Job, queue: Queue) -> None:
-        """Run a live job beside the horse; one that cannot run in this process goes back to the front."""
+    def _run_live(self, job: Job, queue: Queue) -> bool:
+        """Run a live job beside the horse; one that cannot run in this process goes back to the front
+        (False)."""
         if refusal(job) is None and not runs_in_process(job):
             with self.connection.pipeline() as pipe:
                 pipe.lrem(queue.intermediate_queue_key, 1, job.id)
                 pipe.lpush(queue.key, job.id)
                 pipe.execute()
-            return
+            return False
         self.execute_job(job, queue)
+        return True
 
     @contextmanager
     def _heartbeats(self, job: Job, execution: Execution) -> Iterator[None]:
