@@ -18,6 +18,7 @@ Worst case: 70 + 20 + 15 = 105 s for a job, 61 + 20 + 15 = 96 s for the schedule
 from __future__ import annotations
 
 import random
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -31,6 +32,11 @@ from config.settings import parse_duration
 # out also keeps ingest from starving sink deliveries: no job kind can overtake another forever.
 QUEUE = "igrelay"
 QUEUES = [QUEUE]
+# The live path's jobs (inbox drains, sink deliveries) carry ids with this prefix: a worker whose work
+# horse is busy with a long job (a fetch, a backfill step) takes them out of the queue, ahead of
+# their turn, and runs them in its own process (``workers.runner``), so live work never waits for
+# long jobs. An idle worker still takes jobs first in, first out.
+LIVE_JOB_PREFIX = "live-"
 
 SERIALIZER = "rq.serializers.JSONSerializer"
 WORKER = {
@@ -58,12 +64,23 @@ def retry_schedule(span: int, first: int = 10, factor: int = 3, cap: int = 6 * 3
     return Retry(max=len(intervals), interval=intervals)
 
 
+def live_job_id() -> str:
+    """A fresh id for a live-path job (see ``LIVE_JOB_PREFIX``)."""
+    return LIVE_JOB_PREFIX + uuid.uuid4().hex
+
+
 def presets(deliver_span: int = DAY) -> dict[str, dict[str, Any]]:
-    """Enqueue keyword presets per kind of job (fresh ``Retry`` objects each call); a delivery's
-    retries span ``deliver_span`` seconds, jittered so failed deliveries do not retry in step."""
+    """Enqueue keyword presets per kind of job (fresh ``Retry`` objects and live job ids each call); a
+    delivery's retries span ``deliver_span`` seconds, jittered so failed deliveries do not retry in step."""
     return {
         # Draining is idempotent and cheap: retry soon, keep failures a week for `igrelay failed`.
-        "ingest": {"retry": _retry(5, 15, 60, 300, 900), "job_timeout": 120, "result_ttl": 60, "failure_ttl": 7 * DAY},
+        "ingest": {
+            "retry": _retry(5, 15, 60, 300, 900),
+            "job_timeout": 120,
+            "result_ttl": 60,
+            "failure_ttl": 7 * DAY,
+            "job_id": live_job_id(),
+        },
         "fetch": {
             "retry": _retry(30, 120, 600, 1800, 3600),
             "job_timeout": 300,
@@ -76,6 +93,7 @@ def presets(deliver_span: int = DAY) -> dict[str, dict[str, Any]]:
             "job_timeout": 120,
             "result_ttl": 60,
             "failure_ttl": 14 * DAY,
+            "job_id": live_job_id(),
         },
         "tick": {"retry": _retry(2, 5), "job_timeout": 60, "result_ttl": 120, "failure_ttl": DAY},
         "periodic": {"retry": _retry(60, 600, 1800), "job_timeout": 600, "result_ttl": 600, "failure_ttl": 7 * DAY},

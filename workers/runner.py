@@ -16,7 +16,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq import worker_registration
 from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
-from rq.exceptions import ShutDownImminentException
+from rq.exceptions import NoSuchJobError, ShutDownImminentException
 from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.queue import Queue
@@ -27,9 +27,10 @@ from rq.worker import HerokuWorker, WorkerStatus
 from config import contract, crypto, redis_conn
 from config.contract import JOB_PATHS
 from config.logs import setup_logging
-from config.rq import QUEUES, SERIALIZER, WORKER
+from config.rq import LIVE_JOB_PREFIX, QUEUES, SERIALIZER, WORKER
 from config.settings import ConfigError, Settings
 from workers import context, ingest, sinks, ticker
+from workers.redis_values import text
 from workers.rq_scheduler import Scheduler
 
 log = logging.getLogger("igrelay.worker")
@@ -37,6 +38,24 @@ log = logging.getLogger("igrelay.worker")
 ALLOWED: frozenset[str] = JOB_PATHS
 # A job interrupted by this many restarts in a row goes the ordinary retry way after all.
 MAX_INTERRUPTIONS = 10
+# While its horse runs, the worker looks for live jobs this often, among the first LIVE_SCAN queued jobs.
+LIVE_POLL_SECONDS = 0.005
+LIVE_SCAN = 100
+# KEYS: the queue, its intermediate queue. ARGV: the live job id prefix, how many queued jobs to look at,
+# then ids to pass over. Moves the first live job into the intermediate queue, as RQ's own LMOVE dequeue
+# does with the head.
+_TAKE_LIVE_LUA = """
+local skip = {}
+for i = 3, #ARGV do skip[ARGV[i]] = true end
+for _, id in ipairs(redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1)) do
+  if string.sub(id, 1, #ARGV[1]) == ARGV[1] and not skip[id] then
+    redis.call('LREM', KEYS[1], 1, id)
+    redis.call('RPUSH', KEYS[2], id)
+    return id
+  end
+end
+return false
+"""
 
 
 class Worker(HerokuWorker):
@@ -55,6 +74,14 @@ class Worker(HerokuWorker):
     the retry count drops and the next attempt waits the next, longer interval. A few restarts in a
     row (a deploy, a dyno cycling) then parked innocent jobs for minutes; a job can't be blamed for
     the dyno's restart. (tests/faults/test_worker_restart.py)
+
+    Live work never waits for long jobs. RQ's parent process sits idle while its horse runs a job, so
+    with every worker's horse in a fetch or a backfill step (each holds a worker for seconds at Meta's
+    latency), a comment's drain and delivery waited seconds in the queue. While its horse runs, the
+    parent takes live jobs (ids ``config.rq.LIVE_JOB_PREFIX``) from the queue, ahead of their turn,
+    into RQ's intermediate queue as RQ's own dequeue does, and runs them in its own process, with the
+    guarantees above. Idle workers still take jobs first in, first out, so long jobs are not starved.
+    (tests/test_runner_live.py)
 
     A Redis outage pauses the worker instead of ending it: its client (``config.redis_conn``'s
     ``worker`` purpose) retries every command until Redis answers, so neither RQ's work loop, its
@@ -119,14 +146,15 @@ class Worker(HerokuWorker):
 
     def handle_warm_shutdown_request(self) -> None:
         """A job running in this process gets what a horse gets on SIGTERM: a few seconds to finish,
-        then ``ShutDownImminentException`` in it, and back to the front of the queue. A command waiting
-        for Redis gives up, so the stop does not wait for Redis too."""
+        then ``ShutDownImminentException`` in it, and back to the front of the queue; a horse running
+        beside it gets RQ's SIGRTMIN. A command waiting for Redis gives up, so the stop does not wait
+        for Redis too."""
         redis_conn.stop_waiting()
-        if self._in_process is None:
+        if self._in_process is None or self.horse_pid:
             HerokuWorker.handle_warm_shutdown_request(self)
-            return
-        log.info("warm shutdown: the running job has %s s to finish", self.imminent_shutdown_delay)
-        InProcessPenalty.cut(self.imminent_shutdown_delay)
+        if self._in_process is not None:
+            log.info("warm shutdown: the running job has %s s to finish", self.imminent_shutdown_delay)
+            InProcessPenalty.cut(self.imminent_shutdown_delay)
 
     def _execute(self, job: Job, queue: Queue) -> None:
         """An allowed job: the hot ones in this process, the others in a forked horse as RQ does."""
@@ -159,7 +187,54 @@ class Worker(HerokuWorker):
         finally:
             self.death_penalty_class = penalty
             self._in_process = None
-        self.set_state(WorkerStatus.IDLE)
+        self.set_state(WorkerStatus.BUSY if self.horse_pid else WorkerStatus.IDLE)
+
+    def monitor_work_horse(self, job: Job, queue: Queue, execution: Execution) -> None:
+        """While the horse runs, serve live jobs in this process; then RQ's monitor reaps the horse."""
+        passed: list[str] = []  # live ids that must fork after all: left in the queue for a free worker
+        with self._heartbeats(job, execution):
+            while not self._stop_requested and self._horse_running():
+                try:
+                    live = self._take_live(queue, passed)
+                    if live is None:
+                        time.sleep(LIVE_POLL_SECONDS)
+                    elif not self._run_live(live, queue):
+                        passed.append(live.id)
+                except RedisError:  # Redis away, or given up on for a shutdown: leave it to RQ's monitor
+                    break
+        super().monitor_work_horse(job, queue, execution)
+
+    def _horse_running(self) -> bool:
+        """True while the horse has not exited (it is left unreaped for RQ's monitor)."""
+        try:
+            return os.waitid(os.P_PID, self.horse_pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None
+        except ChildProcessError:
+            return False
+
+    def _take_live(self, queue: Queue, passed: list[str]) -> Job | None:
+        """The first live job waiting in ``queue`` (but ``passed``), moved to its intermediate queue, or None."""
+        keys = (queue.key, queue.intermediate_queue_key)
+        while job_id := self.connection.eval(_TAKE_LIVE_LUA, 2, *keys, LIVE_JOB_PREFIX, LIVE_SCAN, *passed):
+            try:
+                job = self.job_class.fetch(text(job_id), connection=self.connection, serializer=self.serializer)
+            except NoSuchJobError:  # gone already (deleted, or expired): as RQ's dequeue does, skip it
+                self.connection.lrem(queue.intermediate_queue_key, 1, job_id)
+                continue
+            job.redis_server_version = self.get_redis_server_version()  # type: ignore[no-untyped-call]
+            return job
+        return None
+
+    def _run_live(self, job: Job, queue: Queue) -> bool:
+        """Run a live job beside the horse; one that cannot run in this process goes back to the front
+        (False)."""
+        if refusal(job) is None and not runs_in_process(job):
+            with self.connection.pipeline() as pipe:
+                pipe.lrem(queue.intermediate_queue_key, 1, job.id)
+                pipe.lpush(queue.key, job.id)
+                pipe.execute()
+            return False
+        self.execute_job(job, queue)
+        return True
 
     @contextmanager
     def _heartbeats(self, job: Job, execution: Execution) -> Iterator[None]:
@@ -168,12 +243,12 @@ class Worker(HerokuWorker):
         if self._beats is None:
             self._beats = _Heartbeats(self)
         with self._beats.lock:
-            self._beats.running = (job, execution, time.monotonic())
+            self._beats.running[job.id] = (job, execution, time.monotonic())
         try:
             yield
         finally:
             with self._beats.lock:  # waits for a beat in flight: none may land after the job's entry is gone
-                self._beats.running = None
+                self._beats.running.pop(job.id, None)
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
         """RQ's heartbeat, in one round trip instead of three, and at most once a second when it is only the
@@ -322,11 +397,12 @@ def runs_in_process(job: Job) -> bool:
 
 
 class _Heartbeats:
-    """The thread that keeps a job running in the worker's process alive in RQ's registries."""
+    """The thread that keeps the jobs the worker's process watches (its own, its horse's while it serves
+    live jobs beside it) alive in RQ's registries."""
 
     def __init__(self, worker: Worker) -> None:
         self.worker, self.lock = worker, threading.Lock()
-        self.running: tuple[Job, Execution, float] | None = None
+        self.running: dict[str, tuple[Job, Execution, float]] = {}  # job id -> job, execution, last beat
         threading.Thread(target=self.run, name="heartbeats", daemon=True).start()
 
     def run(self) -> None:
@@ -334,14 +410,14 @@ class _Heartbeats:
         while True:
             time.sleep(1)
             with self.lock:
-                if self.running is None or time.monotonic() - self.running[2] < interval:
-                    continue
-                job, execution, _since = self.running
-                self.running = (job, execution, time.monotonic())
-                try:
-                    self.worker.maintain_heartbeats(job, execution)
-                except Exception:  # noqa: BLE001 - Redis away: the next beat tries again
-                    log.warning("heartbeat failed", extra={"job": job.id}, exc_info=True)
+                for job, execution, since in list(self.running.values()):
+                    if time.monotonic() - since < interval:
+                        continue
+                    self.running[job.id] = (job, execution, time.monotonic())
+                    try:
+                        self.worker.maintain_heartbeats(job, execution)
+                    except Exception:  # noqa: BLE001 - Redis away: the next beat tries again
+                        log.warning("heartbeat failed", extra={"job": job.id}, exc_info=True)
 
 
 class InProcessPenalty(UnixSignalDeathPenalty):
