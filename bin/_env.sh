@@ -50,11 +50,19 @@ ensure_test_redis() {
 
 # The browser tests drive Debian's chromium with Playwright (a dev extra): install chromium when it
 # is missing and we may (root with apt-get); otherwise say so, and the browser tests fail under CI.
-ensure_chromium() {
-  if [ -x /usr/bin/chromium ]; then return 0; fi
+# ensure_package BINARY PACKAGE WHO WHAT: install Debian's PACKAGE with apt-get when BINARY is missing
+# (as root); otherwise say that WHAT will not run. Returns 1 when BINARY is still missing.
+ensure_package() {
+  local binary="$1" package="$2" who="$3" what="$4"
+  if command -v "$binary" >/dev/null; then return 0; fi
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "bin/test: installing chromium for the browser tests" >&2
-    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null && return 0
+    echo "$who: installing $package for $what" >&2
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$package" >/dev/null && return 0
   fi
-  echo "bin/test: /usr/bin/chromium is missing (apt-get install chromium); the browser tests will not run" >&2
+  echo "$who: $binary is missing (apt-get install $package); $what will not run" >&2
+  return 1
+}
+
+ensure_chromium() {
+  ensure_package /usr/bin/chromium chromium bin/test "the browser tests" || true
 }

@@ -8,6 +8,7 @@ import sqlite3
 import stat
 import traceback
 import uuid
+from typing import ClassVar
 
 import pytest
 
@@ -15,6 +16,7 @@ from config import tables
 from config.settings import ConfigError
 from workers import records as R
 from workers.sinks import SinkError, load, probe
+from workers.sinks.postgres import PostgresSink
 from workers.sinks.sqlite import sqlite_path
 
 PG_URL = os.environ.get("IGRELAY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -198,6 +200,53 @@ def test_postgres_tables_made_with_the_old_foreign_keys_still_take_batches(setti
         for t in (tables.RECORDS, tables.METRICS, tables.BREAKDOWNS)
     ]
     assert counts == [21, 41, 1]
+
+
+class FailingOncePostgres(PostgresSink):
+    """PostgreSQL whose first send fails after its COPY would have run."""
+
+    failed: ClassVar[list[int]] = []
+
+    def __init__(self, url, options, settings) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(url.replace("failpg:", "postgresql:", 1), options, settings)
+
+    def send(self, records) -> None:  # type: ignore[no-untyped-def]
+        if not FailingOncePostgres.failed:
+            FailingOncePostgres.failed.append(len(records))
+            raise SinkError("postgresql sink: a moment's trouble")
+        super().send(records)
+
+
+def test_postgres_through_the_outbox_stores_each_record_as_it_was(tmp_path, redis, pg_schema, monkeypatch) -> None:
+    """The outbox hands the PostgreSQL sink its JSON text unparsed (non-ASCII escaped): the database
+    holds each record exactly, after a failed first attempt too."""
+    from conftest import make_settings
+
+    from workers import delivery
+    from workers.sinks import REGISTRY
+
+    conn, schema = pg_schema
+    monkeypatch.setitem(REGISTRY, "failpg", f"{__name__}:FailingOncePostgres")
+    monkeypatch.setattr(FailingOncePostgres, "failed", [])
+    url = PG_URL.replace("postgresql:", "failpg:", 1)
+    config = tmp_path / "igrelay.toml"
+    config.write_text(f'[sinks.pg]\nurl = "{url}"\nschema = "{schema}"\n')
+    settings = make_settings(tmp_path, IGRELAY_SINKS=url, IGRELAY_CONFIG=str(config))
+    records = [media(i, reach=i) for i in range(3)]
+    records[0]["caption"] = 'café ✓ \\ "quoted" \t tab, 😀'
+    delivery.emit(redis, settings, records)
+    with pytest.raises(SinkError):
+        delivery.deliver(redis, settings, "pg")
+    assert FailingOncePostgres.failed == [3]
+    [claim] = redis.scan_iter("igrelay:outbox-claim:*")
+    assert delivery.deliver(redis, settings, "pg", None) == 0  # a new job: the outbox is empty, the claim kept
+    job_claim = claim.decode().rsplit(":", 1)[1]
+    monkeypatch.setattr(delivery, "_claim_id", lambda job: job_claim)  # the failed job, retried
+    assert delivery.deliver(redis, settings, "pg") == 3
+    stored = conn.execute(f"SELECT data FROM {schema}.records").fetchall()
+    assert sorted((row[0] for row in stored), key=lambda r: r["id"]) == sorted(records, key=lambda r: r["id"])
+    reach = conn.execute(f"SELECT sum(value) FROM {schema}.record_metrics WHERE name = 'reach'").fetchone()[0]
+    assert reach == 0 + 1 + 2 and list(redis.scan_iter("igrelay:outbox*")) == []
 
 
 def test_postgres_unreachable_is_retryable_and_hides_the_password(settings) -> None:

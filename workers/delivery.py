@@ -36,7 +36,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -47,7 +47,7 @@ from config import contract, stats
 from config.rq import QUEUE, SERIALIZER, deliver_preset, presets
 from config.settings import ConfigError, Settings
 from workers import sinks
-from workers.sinks import PermanentSinkError, ReadRecord, Record, Sink, SinkError, SinkGone
+from workers.sinks import JsonRecord, PermanentSinkError, ReadRecord, Record, Sink, SinkError, SinkGone
 from workers.sinks import _ledger as ledger
 
 BATCH = 500  # records per outbox chunk
@@ -159,7 +159,8 @@ def deliver(redis: Redis, settings: Settings, name: str, records: Sequence[Recor
     try:
         if records is None:
             claim = _claim_id(job)
-            records = _take(redis, name, claim, type(sink).flush_records, claim_ttl(options))
+            parse = not (sink.reads_json and sink.idempotent)
+            records = _take(redis, name, claim, type(sink).flush_records, claim_ttl(options), parse)
             if not records:
                 return 0
         _count_attempt(job, len(records))
@@ -190,11 +191,14 @@ def _claim_id(job: Job | None) -> str:
     return job.id if job is not None else uuid.uuid4().hex
 
 
-def _take(redis: Redis, name: str, claim: str, most: int, ttl: int) -> list[Record]:
-    """This job's claim: made now from the head of the outbox, or as an earlier attempt made it."""
+def _take(redis: Redis, name: str, claim: str, most: int, ttl: int, parse: bool) -> list[Record]:
+    """This job's claim, made now from the head of the outbox or as an earlier attempt made it: records
+    (``ReadRecord``), or their text alone (``JsonRecord``) when not ``parse``."""
     keys = [contract.outbox(name), contract.outbox_claim(claim)]
     chunks = redis.eval(CLAIM, 2, *keys, most, ttl, MAX_CHUNKS)
     lines = [line for chunk in chunks for line in chunk.decode().partition(":")[2].split("\n")]
+    if not parse:
+        return cast(list[Record], [JsonRecord(line) for line in lines])  # as_json is all the sink reads
     return [ReadRecord(record, line) for record, line in zip(json.loads(f"[{','.join(lines)}]"), lines, strict=True)]
 
 
@@ -254,7 +258,7 @@ def _failed(
 ) -> None:
     """Settle a failed send: mark what got through, then retry, reschedule or dead-letter the rest."""
     done = set(exc.done)
-    rest = [r for r in pending if str(r["id"]) not in done]
+    rest = [r for r in pending if str(r["id"]) not in done] if done else pending
     if sink.at_most_once:
         ledger.release(redis, name, [str(r["id"]) for r in rest])
     elif not sink.idempotent and done:
@@ -281,6 +285,8 @@ def _reschedule(
 ) -> None:
     """Enqueue ``records`` again in ``delay`` seconds with ``left`` retries of the same schedule (the new
     job names them in its arguments, and the claim they came from goes in the same transaction)."""
+    items: list[Any] = records  # JsonRecords, for a sink that reads_json: the new job's arguments are dicts
+    records = [json.loads(r) if isinstance(r, JsonRecord) else r for r in items]
     intervals = (job.retry_intervals or [])[-left:] if left else []
     # The rest of the job's own schedule, not a fresh one: Retry-After is no reason for more attempts.
     options = {**presets()["deliver"], "retry": Retry(max=left, interval=intervals) if left else None}

@@ -52,8 +52,18 @@ class ReadRecord(dict[str, Any]):
         self.json: str | None = text if "\\u" not in text else None
 
 
-def as_json(record: Record) -> str:
-    """``record_json(record)``, reusing the text a ``ReadRecord`` was read from."""
+class JsonRecord(str):
+    """A record as the delivery outbox holds it: its JSON text (ASCII, ``\\u`` escapes kept), unparsed.
+    Delivery hands these, not dicts, to a sink that sets ``reads_json``; only ``as_json`` reads them."""
+
+    __slots__ = ()
+
+
+def as_json(record: Record | JsonRecord) -> str:
+    """The record's JSON text: ``record_json(record)``, reusing the text a ``ReadRecord`` was read from;
+    a ``JsonRecord`` is its own text."""
+    if isinstance(record, str):
+        return record
     text = getattr(record, "json", None)
     return text if text is not None else record_json(record)
 
@@ -116,6 +126,10 @@ class Sink:
     #: in sends this big: the SQL sinks pay per transaction, so they take many; a sink that sends record by
     #: record (HTTP, Slack) keeps a job short, so live work is not held up behind it.
     flush_records: ClassVar[int] = 500
+    #: True when ``send`` reads nothing of a record but its JSON text (``as_json``): delivery then hands
+    #: it the outbox's text unparsed (``JsonRecord``s), which saves a JSON parse a record. Idempotent
+    #: sinks only (delivery reads record ids for the others).
+    reads_json: ClassVar[bool] = False
     #: Set by the delivery layer on at-most-once sinks: claims a record id just before it is sent.
     claim: Callable[[str], bool] | None = None
 

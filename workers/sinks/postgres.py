@@ -28,6 +28,7 @@ class PostgresSink(Sink):
 
     schemes = ("postgresql", "postgres")
     idempotent = True
+    reads_json = True  # the server parses the JSON (its jsonb input reads \u escapes)
     flush_records = 5000  # a transaction each: a backlog of 20,000 rows is 4 commits, not 40
 
     def __init__(self, url: str, options: Mapping[str, Any], settings: Settings) -> None:
