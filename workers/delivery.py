@@ -51,12 +51,13 @@ from workers.sinks import JsonRecord, PermanentSinkError, ReadRecord, Record, Si
 from workers.sinks import _ledger as ledger
 
 BATCH = 500  # records per outbox chunk
-MAX_CHUNKS = 1000  # chunks per claim, whatever their size (the script hands them to one RPUSH)
+MAX_CHUNKS = 1000  # chunks per claim, whatever their size
 STAT = "igrelay_sink_deliveries_total"
 DAY = 86400
 
 # Move chunks from the head of the outbox (KEYS[1]) to the claim (KEYS[2]) until the next would pass
-# ARGV[1] records; a claim that exists already is returned as it is (the job ran before).
+# ARGV[1] records; a claim that exists already is returned as it is (the job ran before). LMOVE, not
+# LPOP + RPUSH: replicas and the AOF get the command, not the records a second time.
 CLAIM = """
 if redis.call('EXISTS', KEYS[2]) == 1 then
   redis.call('EXPIRE', KEYS[2], ARGV[2])
@@ -68,12 +69,11 @@ while #taken < tonumber(ARGV[3]) do
   if not head then break end
   local n = tonumber(string.match(head, '^(%d+):')) or 1
   if total > 0 and total + n > tonumber(ARGV[1]) then break end
-  redis.call('LPOP', KEYS[1])
+  redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT')
   taken[#taken + 1] = head
   total = total + n
 end
 if #taken > 0 then
-  redis.call('RPUSH', KEYS[2], unpack(taken))
   redis.call('EXPIRE', KEYS[2], ARGV[2])
 end
 return taken
