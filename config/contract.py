@@ -190,7 +190,7 @@ def sent(sink: str, record_id: str) -> str:
 
 
 def outbox(sink: str) -> str:
-    """List of records waiting for a sink: each element is one emitted chunk, ``COUNT:JSON-array``."""
+    """List of records waiting for a sink: each element is one emitted chunk, ``COUNT:`` then a record's JSON a line."""
     return PREFIX + "outbox:" + sink
 
 
