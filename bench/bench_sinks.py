@@ -56,6 +56,26 @@ def backlog(n: int) -> list[dict]:
     ]
 
 
+def metric_rows(records: list[dict]) -> list[tuple]:
+    """The baseline's ``(record_id, name, value)`` rows: each record's numeric metrics, row by row (the
+    sinks have the database read them out of the stored JSON instead)."""
+    return [
+        (str(r["id"]), name, float(value))
+        for r in records
+        for name, value in r["metrics"].items()
+        if isinstance(value, (int, float)) and not isinstance(value, bool)
+    ]
+
+
+def metrics_sql(prefix: str, mark: str, schema: str = "") -> str:
+    """The baseline's upsert of ``metric_rows`` into ``record_metrics``."""
+    table = f"{schema}.{prefix}record_metrics" if schema else f"{prefix}record_metrics"
+    return (
+        f"INSERT INTO {table} (record_id, name, value) VALUES ({mark}, {mark}, {mark})"
+        " ON CONFLICT (record_id, name) DO NOTHING"
+    )
+
+
 def timed(fn) -> float:  # type: ignore[no-untyped-def]
     start = time.perf_counter()
     fn()
@@ -97,8 +117,8 @@ def through_sink(url: str, options: dict, records: list[dict], settings: Setting
 
 def sqlite_bench(redis: Redis, records: list[dict], tmp: str) -> tuple[float, float]:
     """Median seconds through the SQLite sink and for its baseline, alternating on fresh files."""
-    rows, metrics = tables.rows(records), tables.metric_rows(records)
-    upsert, upsert_metrics = tables.insert_sql("", "?")
+    rows, metrics = tables.rows(records), metric_rows(records)
+    upsert, upsert_metrics = tables.insert_sql("", "?"), metrics_sql("", "?")
     sink_times, base_times = [], []
     for n in range(ROUNDS):
         db = sqlite3.connect(os.path.join(tmp, f"baseline{n}.sqlite3"), isolation_level=None)
@@ -136,7 +156,7 @@ def postgres_bench(redis: Redis, records: list[dict]) -> tuple[float, float] | N
     except Exception as exc:  # noqa: BLE001 - no server: skip the row
         print(f"(postgresql skipped: {type(exc).__name__})")
         return None
-    rows, metrics = tables.rows(records), tables.metric_rows(records)
+    rows, metrics = tables.rows(records), metric_rows(records)
     schemas: list[str] = []
     sink_times, base_times = [], []
     try:
@@ -145,7 +165,7 @@ def postgres_bench(redis: Redis, records: list[dict]) -> tuple[float, float] | N
             schemas.append(schema)
             settle(conn)
             sink_times.append(through_delivery(redis, PG_URL, {"schema": schema}, records))
-            upsert, upsert_metrics = tables.insert_sql("base_", "%s", schema)
+            upsert, upsert_metrics = tables.insert_sql("base_", "%s", schema), metrics_sql("base_", "%s", schema)
             for statement in tables.ddl("base_", "JSONB", schema):
                 conn.execute(statement)
 

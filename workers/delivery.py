@@ -44,7 +44,7 @@ from rq import Queue, Retry, get_current_job
 from rq.job import Job
 
 from config import contract, stats
-from config.rq import QUEUE, SERIALIZER, deliver_preset, presets
+from config.rq import DAY, QUEUE, SERIALIZER, deliver_preset, presets
 from config.settings import ConfigError, Settings
 from workers import sinks
 from workers.sinks import JsonRecord, PermanentSinkError, ReadRecord, Record, Sink, SinkError, SinkGone
@@ -53,7 +53,6 @@ from workers.sinks import _ledger as ledger
 BATCH = 500  # records per outbox chunk
 MAX_CHUNKS = 1000  # chunks per claim, whatever their size
 STAT = "igrelay_sink_deliveries_total"
-DAY = 86400
 
 # Move chunks from the head of the outbox (KEYS[1]) to the claim (KEYS[2]) until the next would pass
 # ARGV[1] records; a claim that exists already is returned as it is (the job ran before). LMOVE, not

@@ -4,10 +4,10 @@ Instagram Login subscribes the account itself with its own token on graph.instag
 (``/me/subscribed_apps``); Facebook Login subscribes the Page linked to the account, with a Page
 token, on graph.facebook.com (``/{page-id}/subscribed_apps``). Page ids and tokens come from the login
 flow (a connected account's sealed Page token) or the TOML ``[accounts.<IG_ID>]`` tables (``page_id``,
-``page_token``); only fields subscribed at both
-the Page and the app level are delivered. ``[subscribe] fields`` names the Instagram webhook fields
-wanted; under Facebook Login the Page is subscribed to the Page fields they need. A Page lists every
-app subscribed to it, so only this app's entry (``META_APP_ID``) counts.
+``page_token``); only fields subscribed at both the Page and the app level are delivered.
+``[subscribe] fields`` names the Instagram webhook fields wanted; under Facebook Login the Page is
+subscribed to the Page fields they need. A Page lists every app subscribed to it, so only this app's
+entry (``META_APP_ID``) counts.
 https://developers.facebook.com/docs/instagram-platform/webhooks#enable-subscriptions
 https://developers.facebook.com/docs/graph-api/reference/page/subscribed_apps
 """

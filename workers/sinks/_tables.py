@@ -15,18 +15,12 @@ from config.tables import safe_prefix as safe_prefix
 from workers.sinks import Record, SinkError, as_json
 
 
-def insert_sql(prefix: str, mark: str, schema: str = "") -> tuple[str, str]:
-    """The two upserts (records, metrics) with ``mark`` as the placeholder (``?`` or ``%s``): the
-    sinks use the first; the second is the row-by-row form (``metric_rows``) the benchmark's baseline
-    sends, which the sinks replaced by reading the metrics out of the stored JSON."""
+def insert_sql(prefix: str, mark: str, schema: str = "") -> str:
+    """The upsert of ``rows`` with ``mark`` as the placeholder (``?`` or ``%s``)."""
     prefix = f"{schema}.{prefix}" if schema else prefix
     marks = ", ".join([mark] * len(COLUMNS))
     # prefix and schema passed safe_prefix(); values go as parameters (hence the nosec).
-    return (
-        f"INSERT INTO {prefix}records ({', '.join(COLUMNS)}) VALUES ({marks}) ON CONFLICT (id) DO NOTHING",  # nosec B608
-        f"INSERT INTO {prefix}record_metrics (record_id, name, value) VALUES ({mark}, {mark}, {mark})"  # nosec B608
-        " ON CONFLICT (record_id, name) DO NOTHING",
-    )
+    return f"INSERT INTO {prefix}records ({', '.join(COLUMNS)}) VALUES ({marks}) ON CONFLICT (id) DO NOTHING"  # nosec B608
 
 
 # Both SQL sinks store a record's row only; the server then reads its metrics and breakdowns out of its
@@ -128,22 +122,6 @@ def rows(records: Sequence[Record]) -> list[tuple[Any, ...]]:
                 as_json(r),
             )
         )
-    return out
-
-
-def metric_rows(records: Sequence[Record]) -> list[tuple[Any, ...]]:
-    """``(record_id, name, value)`` rows of the records' numeric metrics, the row-by-row form."""
-    out: list[tuple[Any, ...]] = []
-    seen: set[str] = set()
-    for r in records:
-        rid = str(r["id"])
-        if rid not in seen:
-            seen.add(rid)
-            out += [
-                (rid, name, float(value))
-                for name, value in (r.get("metrics") or {}).items()
-                if isinstance(value, (int, float)) and not isinstance(value, bool)
-            ]
     return out
 
 

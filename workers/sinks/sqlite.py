@@ -43,7 +43,7 @@ class SqliteSink(LocalFileSink):
         super().__init__(url, options, settings)
         self.path = sqlite_path(self.url)
         self.prefix = tables.safe_prefix(self.options.get("table_prefix"))
-        self.upsert, _ = tables.insert_sql(self.prefix, "?")
+        self.upsert = tables.insert_sql(self.prefix, "?")
         self.derived = tables.sqlite_derived_sql(self.prefix)
         self.last_rowid = f"SELECT max(rowid) FROM {self.prefix}records"  # nosec B608 - a checked prefix
         self._conn: sqlite3.Connection | None = None
