@@ -32,6 +32,25 @@ def test_sqlite_paths() -> None:
     assert sqlite_path("sqlite:////abs/db.sqlite3") == "/abs/db.sqlite3"
 
 
+def test_sqlite_refuses_a_batch_when_no_rowid_is_left_after_the_largest(settings, tmp_path) -> None:
+    """The metric rows are read for the rowids after the batch's largest; a table whose largest rowid is
+    the last one would get rowids at random, so the sink refuses (retried) rather than store half."""
+    path = tmp_path / "full.sqlite3"
+    sink = load(f"sqlite:///{path}", {}, settings)
+    try:
+        sink.send([media(1)])
+        with sqlite3.connect(path) as db:
+            db.execute("UPDATE records SET rowid = 9223372036854775807")
+        db.close()
+        with pytest.raises(SinkError):
+            sink.send([media(2)])
+    finally:
+        sink.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT count(*) FROM records").fetchone()[0] == 1
+    db.close()
+
+
 def test_sqlite_relative_url_is_relative_to_cwd(settings, tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     sink = load("sqlite:///data/rel.sqlite3", {}, settings)
