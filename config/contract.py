@@ -13,7 +13,10 @@ PREFIX = "igrelay:"
 # --- the inbox: the web writes verified deliveries, ``drain_inbox`` reads them ---
 INBOX = PREFIX + "inbox"  # stream; fields b = body bytes, t = received at
 INBOX_GROUP = "ingest"  # the stream's consumer group
-INBOX_PENDING = PREFIX + "inbox:pending"  # string, EX: "a drain job is already on its way"
+INBOX_PENDING = PREFIX + "inbox:pending"  # string, EX: "a drain job is on its way or running"
+# How long one kick covers later deliveries. Short, so a drain job lost with a killed worker is
+# replaced by the next delivery (or tick) within seconds; an extra drain job finds nothing and ends at once.
+INBOX_PENDING_TTL = 5
 # Stream of inbox entries the worker could not act on (``igrelay failed``); fields b, t as in the inbox,
 # plus e = the inbox entry id, r = why, n = how many changes were refused. Capped at INBOX_DEAD_MAXLEN
 # entries, and gone INBOX_DEAD_TTL after the last one (as long as a failed ingest job is kept).
@@ -192,6 +195,11 @@ def sent(sink: str, record_id: str) -> str:
 def outbox(sink: str) -> str:
     """List of records waiting for a sink: each element is one emitted chunk, ``COUNT:`` then a record's JSON a line."""
     return PREFIX + "outbox:" + sink
+
+
+def outbox_pending(sink: str) -> str:
+    """String, EX: "a delivery job for this sink is on its way and has not claimed yet"."""
+    return PREFIX + "outbox-pending:" + sink
 
 
 def outbox_claim(claim: str) -> str:

@@ -19,6 +19,7 @@ from config import contract, rq, stats
 from config.rq import QUEUE, SERIALIZER
 from workers import delivery, failed
 from workers import records as R
+from workers.context import Context
 from workers.sinks import REGISTRY, SinkError, sink_name
 from workers.sinks.sqlite import SqliteSink
 
@@ -59,10 +60,11 @@ def test_emit_in_a_pipeline_names_sinks_not_urls(tmp_path, redis, receiver) -> N
     settings, db = configure(tmp_path, receiver)
     pipe = redis.pipeline(transaction=True)
     pipe.multi()
-    assert delivery.emit(redis, settings, recs(501), pipeline=pipe) == 2  # one job a sink
     names = ["hook", sink_name(f"sqlite:///{db}")]
+    emitted = delivery.emit(redis, settings, recs(501), pipeline=pipe)
+    assert sorted(emitted.names) == sorted(names)
     assert Queue(QUEUE, connection=redis).count == 0 and not redis.exists(*map(contract.outbox, names))
-    pipe.execute()
+    assert emitted.kick(redis, pipe.execute()) == 2  # one job a sink
     queue = Queue(QUEUE, connection=redis, serializer=SERIALIZER)
     jobs = queue.get_jobs()
     assert sorted(j.args[0] for j in jobs) == sorted(names)
@@ -73,6 +75,42 @@ def test_emit_in_a_pipeline_names_sinks_not_urls(tmp_path, redis, receiver) -> N
         chunks = redis.lrange(contract.outbox(name), 0, -1)
         assert [c.split(b":", 1)[0] for c in chunks] == [b"500", b"1"]
         assert receiver.url.encode() not in b"".join(chunks)
+
+
+def test_one_job_a_sink_until_it_claims_however_many_emits(tmp_path, redis, receiver) -> None:
+    """Emits while a sink's job waits in the queue add to what it will take instead of enqueuing more jobs
+    (each job costs RQ's bookkeeping); once the job has claimed, the next emit kicks a job of its own."""
+    settings, db = configure(tmp_path, receiver)
+    queue = Queue(QUEUE, connection=redis, serializer=SERIALIZER)
+    for i in range(5):
+        assert len(delivery.emit(redis, settings, distinct(i, 1)).names) == 2
+    assert queue.count == 2  # one a sink
+    run_worker(settings)
+    assert rows(db) == 5 and len(receiver.ok_bodies()) == 5
+    assert list(redis.scan_iter("igrelay:outbox*")) == []  # the flags went with the claims
+    delivery.emit(redis, settings, distinct(5, 1))
+    assert queue.count == 2
+    run_worker(settings)
+    assert rows(db) == 6 and len(receiver.ok_bodies()) == 6
+
+
+def test_records_whose_kick_was_lost_are_kicked_by_the_tick(tmp_path, redis, receiver) -> None:
+    """A process killed between storing records and enqueuing their job leaves them in the outbox with a
+    pending flag that stands for no job; once the flag has expired, the tick's ``resume`` gives them one."""
+    settings, db = configure(tmp_path, receiver)
+    pipe = redis.pipeline(transaction=True)
+    names = delivery.emit(redis, settings, recs(3), pipeline=pipe).names
+    pipe.execute()  # and the process dies: both flags set, no job enqueued
+    redis.delete(contract.outbox_pending(sink_name(f"sqlite:///{db}")))  # this one's TTL passed
+    ctx = Context(settings, redis)
+    assert delivery.resume(ctx) == 1  # the SQLite sink; the hook's flag still stands for a job
+    redis.delete(contract.outbox_pending("hook"))  # its TTL passed
+    assert delivery.resume(ctx) == 1
+    assert delivery.resume(ctx) == 0  # both pending now
+    run_worker(settings)
+    assert sorted(names) == sorted(["hook", sink_name(f"sqlite:///{db}")])
+    assert rows(db) == 3 and len(receiver.ok_bodies()) == 3
+    assert list(redis.scan_iter("igrelay:outbox*")) == [] and delivery.resume(ctx) == 0
 
 
 def test_retry_schedule_is_exponential_jittered_and_spans_the_day() -> None:
@@ -186,12 +224,13 @@ def test_a_backlog_goes_out_in_sends_of_the_sinks_size(tmp_path, redis, monkeypa
 
 def test_records_left_in_the_outbox_get_a_job_of_their_own(tmp_path, redis, monkeypatch) -> None:
     """One emit of 1,200 records is one job; a sink that takes 500 a send leaves some behind, and the job
-    enqueues the next, so nothing waits for another emit."""
+    kicks the next, so nothing waits for another emit."""
     monkeypatch.setitem(REGISTRY, "smallflush", f"{__name__}:SmallFlushSink")
     monkeypatch.setattr(CountingSqliteSink, "sends", [])
     db = tmp_path / "out.sqlite3"
     settings = make_settings(tmp_path, IGRELAY_SINKS=f"smallflush:///{db}")
-    assert delivery.emit(redis, settings, distinct(0, 1200)) == 1
+    delivery.emit(redis, settings, distinct(0, 1200))
+    assert Queue(QUEUE, connection=redis).count == 1
     run_worker(settings)
     assert CountingSqliteSink.sends == [500, 500, 200] and rows(db) == 1200
     assert list(redis.scan_iter("igrelay:outbox*")) == []

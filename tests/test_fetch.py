@@ -297,7 +297,7 @@ def test_ticker_runs_the_dispatcher_and_periodic_tasks(graph_settings, graph_san
 
     account = graph_sandbox.accounts[0]
     due(redis, account, media_of(graph_sandbox, account, "REELS"))
-    ticker.run(context.Context(graph_settings, redis), consumer="test")
+    ticker.run(context.Context(graph_settings, redis))
     assert redis.zcard(contract.FETCH_DUE) == 0  # claimed and enqueued
     assert redis.zscore(contract.due("poll"), account) and redis.zscore(contract.due("token"), account)  # entered
 

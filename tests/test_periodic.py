@@ -79,12 +79,12 @@ def test_a_tick_with_nothing_due_makes_a_few_round_trips(tmp_path, redis: Redis)
     settings = env_accounts(tmp_path, 1000, IGRELAY_LOGIN_TYPE="instagram")
     counted = Redis(connection_pool=ConnectionPool.from_url(TEST_REDIS_URL, connection_class=Counting))
     ctx = context.Context(settings, counted)
-    ticker.run(ctx, consumer="test")  # the accounts enter
+    ticker.run(ctx)  # the accounts enter
     for task in periodic.TASKS:  # nothing falls due in the next minute
         key = contract.due(task)
         soon = redis.zrangebyscore(key, "-inf", time.time() + 60, withscores=True)
         if soon:
             redis.zadd(key, {m: s + 3600 for m, s in soon})
     Counting.sent = 0
-    ticker.run(ctx, consumer="test")
+    ticker.run(ctx)
     assert Counting.sent <= 20

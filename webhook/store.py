@@ -4,7 +4,7 @@
 replies: ``XADD`` of the raw body to the inbox stream, ``SET NX`` of a "drain pending" flag, and
 the accepted counter. Only the request that finds no flag enqueues the
 drain job (by its dotted path, ``config.contract.Jobs.DRAIN_INBOX``), so under load a delivery costs one round trip
-whatever the number of changes in it; the worker's 5 s tick drains the inbox too, so a lost kick
+whatever the number of changes in it; the worker's 5 s tick kicks a drain of a non-empty inbox too, so a lost kick
 delays a delivery but never loses it.
 
 Behind Sentinel (``replicas=1``) a fourth command, ``WAIT 1 <ms>``, goes in the same write: the 200
@@ -38,9 +38,6 @@ from config.rq import QUEUE, SERIALIZER, presets
 log = logging.getLogger(__name__)
 
 _ACCEPTED = stats.field("igrelay_deliveries_total", outcome="accepted")
-# How long one kick covers later deliveries. Short, so a drain job lost with a killed worker is
-# replaced by the next delivery within seconds; an extra drain job finds nothing and ends at once.
-PENDING_TTL = 5
 # How long a delivery waits for a replica behind Sentinel: well within the web's 1 s socket timeout.
 WAIT_MS = 500
 
@@ -71,7 +68,7 @@ class DeliveryStore:
         """Store ``body``; return its stream entry id. Raises ``StoreUnavailable``."""
         commands = [
             ("XADD", contract.INBOX, "*", "b", body, "t", f"{time.time():.3f}"),
-            ("SET", contract.INBOX_PENDING, "1", "NX", "EX", PENDING_TTL),
+            ("SET", contract.INBOX_PENDING, "1", "NX", "EX", contract.INBOX_PENDING_TTL),
             ("HINCRBY", contract.STATS, _ACCEPTED, 1),
         ]
         if self.replicas:

@@ -111,12 +111,11 @@ def fetch_day(
             return []
     fresh = ([daily] if state.get("id") != daily["id"] else []) + snapshots  # the same day twice: one record
     pipe = redis.pipeline(transaction=True)
-    pipe.multi()  # RQ's enqueue asks for MULTI itself unless it was already issued
     followers = daily["metrics"].get("followers_count")
     pipe.hset(contract.account_day(account, day), mapping={"id": daily["id"], "followers_count": followers or ""})
     pipe.expire(contract.account_day(account, day), DAY_STATE_TTL)
-    delivery.emit(redis, settings, fresh, pipeline=pipe)
-    pipe.execute()
+    emitted = delivery.emit(redis, settings, fresh, pipeline=pipe)
+    emitted.kick(redis, pipe.execute())
     return fresh
 
 

@@ -1,8 +1,15 @@
 """The records stage: every record to every configured sink, as its own retried delivery.
 
 ``emit`` puts the records each sink wants in that sink's outbox (``contract.outbox``, chunks of
-``BATCH``) and enqueues a ``workers.jobs.deliver`` job for it, inside the caller's pipeline, so
-records and the work that made them are committed together. A job names its sink by its name
+``BATCH``), inside the caller's pipeline, so records and the work that made them are committed
+together, and makes sure a ``workers.jobs.deliver`` job is on its way for each of those sinks.
+One is enough: a "delivery pending" flag (``contract.outbox_pending``, set NX, EX
+``PENDING_TTL``, in the same transaction as the records) stands for a job that has not claimed
+yet, which takes whatever waits when it does (the claim deletes the flag as it starts); only the
+emit that set the flag enqueues a job, once its transaction has run. So under a steady stream a
+sink gets one job per batch of work, not one per emit, as the web kicks the inbox's drain. A job
+lost with a killed process before it was enqueued leaves records waiting, not gone: the tick
+kicks any sink whose outbox is not empty (``resume``). A job names its sink by its name
 (``config.sinkconf``), never by URL (URLs can hold passwords and Slack hook secrets).
 
 A delivery job takes what is waiting in its sink's outbox, up to the sink's ``flush_records``, in
@@ -11,7 +18,7 @@ backlog goes out in a few large sends (one transaction each for the SQL sinks) w
 stream still goes out at once, and the claim makes every step safe to repeat: a retried,
 replayed or abandoned job sends its claim again, never someone else's records. A job whose
 outbox was emptied by another finds nothing to do; one that leaves records behind (it took its
-most, or its send failed) enqueues the next, so each record is tried at once and then retried
+most, or its send failed) kicks the next, so each record is tried at once and then retried
 with the claim it is in. Jobs that name their records in their arguments (a ``Retry-After`` reschedule) send those.
 
 ``deliver`` maps the sink exceptions to retry policy, in this one place:
@@ -35,6 +42,7 @@ import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from contextlib import suppress
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, cast
 
@@ -52,18 +60,26 @@ from workers.sinks import _ledger as ledger
 
 BATCH = 500  # records per outbox chunk
 MAX_CHUNKS = 1000  # chunks per claim, whatever their size
+# How long one kick covers later emits. Short, so a job lost before its claim is replaced by the next
+# emit within seconds; a job too many finds its outbox empty and ends at once.
+PENDING_TTL = 5
 STAT = "igrelay_sink_deliveries_total"
 
 # Move chunks from the head of the outbox (KEYS[1]) to the claim (KEYS[2]) until the next would pass
-# ARGV[1] records; a claim that exists already is returned as it is (the job ran before). LMOVE, not
-# LPOP + RPUSH: replicas and the AOF get the command, not the records a second time.
+# ARGV[1] records, deleting the sink's pending flag (KEYS[3]) first: emits from now on kick a job of
+# their own. A claim that exists already is returned as it is (the job ran before). The first element
+# of the answer is how many chunks are left in the outbox. LMOVE, not LPOP + RPUSH: replicas and the
+# AOF get the command, not the records a second time.
 CLAIM = """
 if redis.call('EXISTS', KEYS[2]) == 1 then
   redis.call('EXPIRE', KEYS[2], ARGV[2])
-  return redis.call('LRANGE', KEYS[2], 0, -1)
+  local claim = redis.call('LRANGE', KEYS[2], 0, -1)
+  table.insert(claim, 1, redis.call('LLEN', KEYS[1]))
+  return claim
 end
-local taken, total = {}, 0
-while #taken < tonumber(ARGV[3]) do
+redis.call('DEL', KEYS[3])
+local taken, total = {redis.call('LLEN', KEYS[1])}, 0
+while #taken <= tonumber(ARGV[3]) do
   local head = redis.call('LINDEX', KEYS[1], 0)
   if not head then break end
   local n = tonumber(string.match(head, '^(%d+):')) or 1
@@ -72,8 +88,9 @@ while #taken < tonumber(ARGV[3]) do
   taken[#taken + 1] = head
   total = total + n
 end
-if #taken > 0 then
+if #taken > 1 then
   redis.call('EXPIRE', KEYS[2], ARGV[2])
+  taken[1] = taken[1] - (#taken - 1)
 end
 return taken
 """
@@ -86,30 +103,82 @@ def job_options(options: Mapping[str, Any]) -> dict[str, Any]:
     return deliver_preset(options)
 
 
-def emit(redis: Redis, settings: Settings, records: Sequence[Record], pipeline: Any = None) -> int:
-    """Queue ``records`` for every sink that wants them; returns the delivery jobs enqueued (one a sink)."""
-    if not records:
-        return 0
-    queue = Queue(QUEUE, connection=redis, serializer=SERIALIZER)
-    target = pipeline
-    if target is None:
-        target = redis.pipeline(transaction=True)
-        target.multi()  # explicit, as RQ's enqueue into a caller's pipeline expects
-    jobs = 0
+@dataclass
+class Emitted:
+    """The sinks ``emit`` queued records for, and where their pending flags' answers are in the pipeline."""
+
+    settings: Settings
+    names: list[str]
+    first: int = 0  # index of the first flag's answer in the pipeline's results
+
+    def kick(self, redis: Redis, answers: Sequence[Any]) -> int:
+        """Once the pipeline has run (``answers``): enqueue a job for each sink whose flag this set.
+        Returns the jobs enqueued."""
+        flags = answers[self.first : self.first + len(self.names)]
+        return _enqueue_all(redis, self.settings, [name for name, won in zip(self.names, flags, strict=True) if won])
+
+
+def emit(redis: Redis, settings: Settings, records: Sequence[Record], pipeline: Any = None) -> Emitted:
+    """Queue ``records`` in the outbox of every sink that wants them, and set each one's pending flag
+    unless a job stands for it already, in one transaction.
+
+    With a caller's ``pipeline`` (a transaction) nothing is sent yet: once the caller has executed it,
+    it calls ``kick(redis, answers)`` on what this returns. Without one, all is done here."""
+    target = pipeline if pipeline is not None else redis.pipeline(transaction=True)
+    names = []
     texts = [_encode(r) for r in records]  # once, whatever the number of sinks
-    for name, (_url, options) in sinks.configured(settings).items():
+    for name, (_url, options) in sinks.configured(settings).items() if records else ():
         chosen = [t for r, t in zip(records, texts, strict=True) if wants(options, r)]
         if not chosen:
             continue
         chunks = [chosen[start : start + BATCH] for start in range(0, len(chosen), BATCH)]
         target.rpush(contract.outbox(name), *(f"{len(c)}:" + "\n".join(c) for c in chunks))
-        _enqueue(queue, target, name, options)
-        jobs += 1
+        names.append(name)
     for kind, n in Counter(r["kind"] for r in records).items():
         stats.incr(target, "igrelay_records_total", n, kind=kind)
-    if pipeline is None:
-        target.execute()
-    return jobs
+    emitted = Emitted(settings, names, len(target))
+    for name in names:  # in the same transaction as the records: see ``CLAIM``
+        target.set(contract.outbox_pending(name), b"1", nx=True, ex=PENDING_TTL)
+    if pipeline is None and len(target):
+        emitted.kick(redis, target.execute())
+    return emitted
+
+
+def kick(redis: Redis, settings: Settings, names: Sequence[str]) -> int:
+    """Make sure a delivery job is on its way for each sink in ``names`` (records wait in its outbox):
+    enqueue one where no job is pending yet. Returns the jobs enqueued."""
+    if not names:
+        return 0
+    with redis.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.set(contract.outbox_pending(name), b"1", nx=True, ex=PENDING_TTL)
+        won = [name for name, first in zip(names, pipe.execute(), strict=True) if first]
+    return _enqueue_all(redis, settings, won)
+
+
+def _enqueue_all(redis: Redis, settings: Settings, names: Sequence[str]) -> int:
+    """A delivery job for each sink in ``names`` (still configured), in one transaction."""
+    table = sinks.configured(settings)
+    names = [name for name in names if name in table]
+    if names:
+        queue = Queue(QUEUE, connection=redis, serializer=SERIALIZER)
+        with redis.pipeline(transaction=True) as pipe:
+            pipe.multi()  # explicit, as RQ's enqueue into a caller's pipeline expects
+            for name in names:
+                _enqueue(queue, pipe, name, table[name][1])
+            pipe.execute()
+    return len(names)
+
+
+def resume(ctx: Any) -> int:
+    """A periodic task (``ctx.redis``, ``ctx.settings``): kick every sink whose outbox holds records, in
+    case the process that emitted them died before its kick. Returns the jobs enqueued."""
+    names = list(sinks.configured(ctx.settings))
+    with ctx.redis.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.exists(contract.outbox(name))
+        waiting = [name for name, found in zip(names, pipe.execute(), strict=True) if found]
+    return kick(ctx.redis, ctx.settings, waiting)
 
 
 def _enqueue(queue: Queue, pipeline: Any, name: str, options: Mapping[str, Any]) -> None:
@@ -154,12 +223,12 @@ def deliver(redis: Redis, settings: Settings, name: str, records: Sequence[Recor
         return 0
     url, options = table[name]
     sink = _load(name, url, options, settings)
-    claim = None
+    claim, left = None, 0
     try:
         if records is None:
             claim = _claim_id(job)
             parse = not (sink.reads_json and sink.idempotent)
-            records = _take(redis, name, claim, type(sink).flush_records, claim_ttl(options), parse)
+            records, left = _take(redis, name, claim, type(sink).flush_records, claim_ttl(options), parse)
             if not records:
                 return 0
         _count_attempt(job, len(records))
@@ -168,15 +237,16 @@ def deliver(redis: Redis, settings: Settings, name: str, records: Sequence[Recor
             raise PermanentSinkError(f"sink {name} is disabled (it answered 410 Gone); replay it to re-enable")
         _send(redis, job, name, sink, records, claim)
     except BaseException:
-        if claim is not None:  # this claim waits for its retry; what waits behind it gets a job now
+        if left:  # this claim waits for its retry; what waits behind it gets a job now
             with suppress(RedisError):
-                _kick_if_waiting(redis, job, name, options)
+                kick(redis, settings, [name])
         raise
     finally:
         sink.close()
     if claim is not None:
         redis.delete(contract.outbox_claim(claim))  # sent (or rescheduled with its records)
-        _kick_if_waiting(redis, job, name, options)
+    if left:  # records emitted after the claim kicked a job of their own; these were here before it
+        kick(redis, settings, [name])
     return len(records)
 
 
@@ -190,29 +260,22 @@ def _claim_id(job: Job | None) -> str:
     return job.id if job is not None else uuid.uuid4().hex
 
 
-def _take(redis: Redis, name: str, claim: str, most: int, ttl: int, parse: bool) -> list[Record]:
+def _take(redis: Redis, name: str, claim: str, most: int, ttl: int, parse: bool) -> tuple[list[Record], int]:
     """This job's claim, made now from the head of the outbox or as an earlier attempt made it: records
-    (``ReadRecord``), or their text alone (``JsonRecord``) when not ``parse``."""
-    keys = [contract.outbox(name), contract.outbox_claim(claim)]
-    chunks = redis.eval(CLAIM, 2, *keys, most, ttl, MAX_CHUNKS)
+    (``ReadRecord``), or their text alone (``JsonRecord``) when not ``parse``; and how many chunks are
+    left waiting in the outbox."""
+    keys = [contract.outbox(name), contract.outbox_claim(claim), contract.outbox_pending(name)]
+    left, *chunks = redis.eval(CLAIM, 3, *keys, most, ttl, MAX_CHUNKS)
     lines = [line for chunk in chunks for line in chunk.decode().partition(":")[2].split("\n")]
     del chunks  # a claim can be 5,000 records: hold as few copies of it at once as possible
+    if not lines:
+        return [], left
     if not parse:
-        return cast(list[Record], [JsonRecord(line) for line in lines])  # as_json is all the sink reads
+        return cast(list[Record], [JsonRecord(line) for line in lines]), left  # as_json is all the sink reads
     records = json.loads(f"[{','.join(lines)}]")  # one parse of the lot: a third faster than line by line
     for i, line in enumerate(lines):
         records[i] = ReadRecord(records[i], line)  # each parsed dict freed as its copy is made
-    return cast(list[Record], records)
-
-
-def _kick_if_waiting(redis: Redis, job: Job | None, name: str, options: Mapping[str, Any]) -> None:
-    """Enqueue a delivery job for the sink when records still wait in its outbox (a job takes at most
-    ``flush_records``, and one that failed keeps only its own claim)."""
-    if redis.llen(contract.outbox(name)):
-        with redis.pipeline(transaction=True) as pipe:
-            pipe.multi()
-            _enqueue(Queue(job.origin if job else QUEUE, connection=redis, serializer=SERIALIZER), pipe, name, options)
-            pipe.execute()
+    return cast(list[Record], records), left
 
 
 def _drop(redis: Redis, job: Job | None, name: str) -> int:

@@ -178,7 +178,6 @@ def finish(redis: Redis, settings: Settings, outcomes: list[Outcome], now: float
     """Apply each outcome's policy in one MULTI; returns counts by outcome."""
     now = now or time.time()
     pipe = redis.pipeline(transaction=True)
-    pipe.multi()
     out: list[Record] = []
     counts: dict[str, int] = {}
     refused = [o.item for o in outcomes if isinstance(o.error, AuthError)]
@@ -189,10 +188,10 @@ def finish(redis: Redis, settings: Settings, outcomes: list[Outcome], now: float
         counts[kind] = counts.get(kind, 0) + 1
         applied.append((outcome.item, kind))
         pipe.delete(contract.fetch_running(*outcome.item[:2]))
-    delivery.emit(redis, settings, out, pipeline=pipe)
+    emitted = delivery.emit(redis, settings, out, pipeline=pipe)
     for kind, n in counts.items():
         stats.incr(pipe, "igrelay_fetches_total", n, outcome=kind)
-    pipe.execute()
+    emitted.kick(redis, pipe.execute())
     for (account, media_id, trigger), kind in applied:
         log.info("fetched", extra={"account": account, "media": media_id, "trigger": trigger, "outcome": kind})
     counts["records"] = len(out)

@@ -19,8 +19,10 @@ from typing import Any
 
 from redis import Redis
 from redis.exceptions import ResponseError
+from rq import Queue
 
 from config import contract, stats
+from config.rq import QUEUE, SERIALIZER, presets
 from config.settings import Settings
 from workers import delivery, records, schedule
 from workers.changes import COMMENT_FIELDS, NUMERIC_ID, Change, MalformedDelivery, iter_changes, problem
@@ -31,6 +33,9 @@ SEEN_TTL = 72 * 3600  # longer than Meta's 36 h of retries, twice over
 CLAIM_IDLE_MS = 60_000
 RETIRE_IDLE_MS = 10 * CLAIM_IDLE_MS  # a consumer this idle belongs to a job long gone (jobs time out at 120 s)
 BATCH = 50  # entries per read: bodies can be up to IGRELAY_MAX_BODY_BYTES each
+# A read of this many entries or more (short of BATCH) means a steady stream: worth a linger before the next.
+# Fewer means a quiet one, read as it comes, so a lone comment waits for no one.
+LINGER_FROM = 3
 
 log = logging.getLogger("igrelay.ingest")
 
@@ -55,20 +60,38 @@ def ensure_group(redis: Redis) -> None:
             raise
 
 
-def drain(redis: Redis, settings: Settings, consumer: str, max_seconds: float = 60.0) -> DrainResult:
-    """Process inbox entries until none are left (or ``max_seconds`` pass)."""
+def kick(redis: Redis) -> bool:
+    """Make sure a drain job is on its way, as the web does: enqueue one unless one is pending. True when
+    this call enqueued it."""
+    if not redis.set(contract.INBOX_PENDING, b"1", nx=True, ex=contract.INBOX_PENDING_TTL):
+        return False
+    Queue(QUEUE, connection=redis, serializer=SERIALIZER).enqueue(contract.Jobs.DRAIN_INBOX, **presets()["ingest"])
+    return True
+
+
+def drain(
+    redis: Redis, settings: Settings, consumer: str, max_seconds: float = 60.0, linger: float = 0.0
+) -> DrainResult:
+    """Process inbox entries until none are left (or ``max_seconds`` pass). After a read of a steady
+    stream (``LINGER_FROM`` entries or more, short of ``BATCH``), wait ``linger`` seconds before the
+    next, so it is read many deliveries at a time: each read costs the same few round trips and the
+    drain the same RQ job, whatever their size."""
     ensure_group(redis)
-    redis.delete(contract.INBOX_PENDING)
     result = DrainResult()
     deadline = time.monotonic() + max_seconds
     own = _read_own(redis, consumer)  # left by this very job when a restart cut it short
     if own:
         process_batch(redis, settings, own, result)
+    stale = True  # entries a dead consumer left: looked for until none is left, then new ones alone
     while time.monotonic() < deadline:
-        entries = _claim_stale(redis, consumer) or _read_new(redis, consumer)
+        entries = _claim_stale(redis, consumer) if stale else []
+        if not entries:
+            stale, entries = False, _read_new(redis, consumer)
         if not entries:
             break
         process_batch(redis, settings, entries, result)
+        if linger and LINGER_FROM <= len(entries) < BATCH:
+            time.sleep(linger)
     retire_consumers(redis, consumer)
     return result
 
@@ -132,10 +155,9 @@ def process_batch(redis: Redis, settings: Settings, entries: list[Any], result: 
     wanted = sorted({(c.account_id, c.media_id or "", c.field) for c in triggers})
     due_at = time.time() + settings.debounce_seconds
     pipe = redis.pipeline(transaction=True)
-    pipe.multi()  # explicit, as RQ's enqueue into a caller's pipeline expects
     for account_id, media_id, trigger in wanted:  # first, so their answers lead the results
         schedule.request_fetch(pipe, account_id, media_id, trigger, due_at)
-    delivery.emit(redis, settings, out, pipeline=pipe)
+    emitted = delivery.emit(redis, settings, out, pipeline=pipe)
     counts = _counts(parsed, fresh)
     for (label, outcome), n in counts.items():
         stats.incr(pipe, "igrelay_changes_total", n, field=label, outcome=outcome)
@@ -148,6 +170,7 @@ def process_batch(redis: Redis, settings: Settings, entries: list[Any], result: 
     pipe.xack(contract.INBOX, contract.INBOX_GROUP, *ids)
     pipe.xdel(contract.INBOX, *ids)
     answers = pipe.execute()
+    emitted.kick(redis, answers)
     folded = len(triggers) - sum(int(a) for a in answers[: len(wanted)])
     if folded:
         stats.incr(redis, "igrelay_fetch_coalesced_total", folded)

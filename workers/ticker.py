@@ -1,8 +1,8 @@
 """The heartbeat of scheduled work: a ``tick`` job every ``TICK_SECONDS``.
 
 Each tick first schedules the next one (``enqueue_at`` with a job id per time slot and
-``unique=True``, so any number of workers keep exactly one chain alive), then drains a
-non-empty inbox whose kick was lost and runs the periodic tasks in ``TASKS``.
+``unique=True``, so any number of workers keep exactly one chain alive), then kicks a drain
+of a non-empty inbox whose kick was lost and runs the periodic tasks in ``TASKS``.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ TASKS: list[str] = [
     "workers.account_status:due",
     "workers.backfill:due",
     "config.stats:snapshot_minute",
+    "workers.delivery:resume",
 ]
 
 log = logging.getLogger("igrelay.ticker")
@@ -57,13 +58,13 @@ def schedule_next(redis: Redis, now: float | None = None) -> None:
         pass
 
 
-def run(ctx: Context, consumer: str) -> None:
+def run(ctx: Context) -> None:
     """One tick."""
     redis = ctx.redis
     schedule_next(redis)
     redis.set(contract.TICK_ALIVE, b"1", ex=TICK_SECONDS * 6)
-    if redis.xlen(contract.INBOX):
-        ingest.drain(redis, ctx.settings, consumer=consumer, max_seconds=TICK_SECONDS * 4)
+    if redis.xlen(contract.INBOX):  # a kick lost, or entries a dead consumer left (claimed once idle)
+        ingest.kick(redis)
     for path in TASKS:
         module_name, _, func_name = path.partition(":")
         try:
