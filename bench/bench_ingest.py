@@ -153,6 +153,9 @@ def bench_web(seconds: float, connections: int, rounds: int) -> list[tuple[str, 
     # machine; report the median of those, with the range so the noise is visible.
     ratios = sorted(o["rps"] / b["rps"] for o, b in zip(runs["igrelay"], runs["bare Flask"], strict=True))
     ratio = statistics.median(ratios)
+    # A round's p99 is its slowest 1% of a few thousand requests: one scheduling hiccup of the shared
+    # machine moves it. The median of the rounds' p99s, with their range, says what is typical.
+    p99 = {name: sorted(r["p99_ms"] for r in samples) for name, samples in runs.items()}
     return [
         (
             "signed 1 KB deliveries, req/s",
@@ -161,10 +164,10 @@ def bench_web(seconds: float, connections: int, rounds: int) -> list[tuple[str, 
             f"{ratio:.0%} (target >= 80%; rounds {ratios[0]:.0%}-{ratios[-1]:.0%})",
         ),
         (
-            f"p99 latency, {connections} connections",
-            f"{ours['p99_ms']:.1f} ms",
-            f"{bare['p99_ms']:.1f} ms",
-            "target < 20 ms",
+            f"p99 latency, {connections} connections (median of rounds)",
+            f"{statistics.median(p99['igrelay']):.1f} ms",
+            f"{statistics.median(p99['bare Flask']):.1f} ms",
+            f"target < 20 ms; rounds {p99['igrelay'][0]:.1f}-{p99['igrelay'][-1]:.1f} ms",
         ),
         ("p50 latency", f"{ours['p50_ms']:.1f} ms", f"{bare['p50_ms']:.1f} ms", f"errors: {ours['errors']}"),
     ]
