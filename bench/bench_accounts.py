@@ -70,7 +70,7 @@ def tick_cost(redis: Redis, settings: Settings) -> tuple[int, float]:
         nothing_due(redis, settings)
         Counting.sent = 0
         t0 = time.perf_counter()
-        ticker.run(ctx, consumer="bench")
+        ticker.run(ctx)
         samples.append((Counting.sent, (time.perf_counter() - t0) * 1000))
     return max(s[0] for s in samples), statistics.median(s[1] for s in samples)
 
@@ -127,7 +127,7 @@ def main() -> None:
             settings = settings_for(url, n, tmp)
             t0 = time.perf_counter()
             Counting.sent = 0
-            ticker.run(context.Context(settings, redis), consumer="bench")  # the accounts enter the sets
+            ticker.run(context.Context(settings, redis))  # the accounts enter the sets
             first = (Counting.sent, (time.perf_counter() - t0) * 1000)
             trips, ms = tick_cost(redis, settings)
             old_trips, old_ms = walk_cost(redis, settings)

@@ -1,14 +1,15 @@
 """One box, web and worker together (the one-dyno case): the highest sustained rate of signed comment deliveries.
 
 The web tier alone first: gunicorn with igrelay's config (WEB_CONCURRENCY 2), wrk posting signed 1 KB
-deliveries of one new comment each as fast as answers come; that rate is the baseline. Then the same web
-with one `igrelay worker` beside it on the same machine and a SQLite sink, wrk pacing the same kind of
-deliveries at a rising fraction of the baseline (each of 32 connections waiting its share of the
-interval before each request: with few connections the answers' own latency would slow the pace
-below the rate asked for). A rate is sustained when every comment acknowledged
-has its row in SQLite within 5 s of the last request and the inbox lag (age of the oldest entry not yet
-drained) stays under 5 s throughout. Insights fetches are left out (a debounce longer than the run):
-this measures the path of the changes themselves. Loopback only; about two minutes.
+deliveries of one new comment each as fast as answers come; the median of three runs is the baseline.
+Then the same web with one `igrelay worker` beside it on the same machine and a SQLite sink, wrk pacing
+the same kind of deliveries at a rising fraction of the baseline (each of 32 connections waiting its
+share of the interval before each request: with few connections the answers' own latency would slow
+the pace below the rate asked for). A rate is sustained when every comment acknowledged has its row in
+SQLite within 5 s of the last request and the inbox lag (age of the oldest entry not yet drained) stays
+under 5 s throughout; the result is the highest rate achieved at a sustained step. Insights fetches
+are left out (a debounce longer than the run): this measures the path of the changes themselves.
+Loopback only; about two minutes.
 
     python bench/bench_onebox.py [--seconds 8] [--connections 8] [--paced-connections 32]
 """
@@ -19,6 +20,7 @@ import argparse
 import os
 import shutil
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -97,7 +99,8 @@ def env_for(port: int, db: Path) -> dict[str, str]:
 
 
 def web_alone(tmp: Path, seconds: float, connections: int) -> float:
-    """Requests/s of the web tier with nothing else running."""
+    """Requests/s of the web tier with nothing else running: the median of three runs, as one run on a
+    shared machine can land in another tenant's burst."""
     Redis.from_url(REDIS_URL).flushdb()
     port = free_port()
     bodies = tmp / "alone.txt"
@@ -106,7 +109,7 @@ def web_alone(tmp: Path, seconds: float, connections: int) -> float:
     try:
         wait_healthy(port, "web", web)
         wrk(port, bodies, 1, connections, None)  # warm up
-        return wrk(port, bodies, seconds, connections, None)[1]
+        return statistics.median(wrk(port, bodies, seconds, connections, None)[1] for _ in range(3))
     finally:
         stop(web)
         Redis.from_url(REDIS_URL).flushdb()
@@ -190,7 +193,8 @@ def together(tmp: Path, alone: float, seconds: float, connections: int) -> tuple
             )
             if not sustained:
                 break
-            best = result
+            if best is None or result["achieved"] > best["achieved"]:  # the pace is wrk's, the rate the box's
+                best = result
             deadline = time.monotonic() + 30
             while inbox_lag(redis) > 0 and time.monotonic() < deadline:  # start the next step level
                 time.sleep(0.2)

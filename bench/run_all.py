@@ -1,6 +1,6 @@
 """Run every benchmark and write BENCHMARKS.md: one command, every figure beside its baseline.
 
-    bin/bench                 # every benchmark, about 3-4 minutes on 2 cores; loopback only
+    bin/bench                 # every benchmark, about 12 minutes on 2 cores; loopback only
     bin/bench ingest sinks    # only those (BENCHMARKS.md is left as it is)
 
 A benchmark that fails has its error printed; the run then exits 1 naming it and leaves BENCHMARKS.md

@@ -222,3 +222,60 @@ def test_every_published_webhook_shape_becomes_its_record(client, settings, redi
     assert {m.split(b":")[0] for m in redis.zrange(contract.FETCH_DUE, 0, -1)} == {b"17841405726653026"}
     assert not list(redis.scan_iter(contract.account_key("0", "*")))
     assert redis.xlen(contract.INBOX_DEAD) == 0
+
+
+def test_deliveries_during_a_drain_are_its_to_read_one_job_for_the_stream(client, settings, redis, tmp_path):
+    """The web kicks one drain job; deliveries stored while it is on its way (or running) kick none, and
+    it reads them all. Once it has ended, the next delivery kicks a drain of its own."""
+    from rq import Queue
+
+    from config.rq import QUEUE, SERIALIZER
+    from tests.test_jobs import counted
+
+    queue = Queue(QUEUE, connection=redis, serializer=SERIALIZER)
+    for i in range(5):
+        post(client, payloads.encode(payloads.delivery("comments", "17841400000000001", f"1810000000{i}", 1)))
+    assert [j.func_name for j in queue.get_jobs()] == [contract.Jobs.DRAIN_INBOX]
+    run_worker(settings)
+    assert len(records(tmp_path)) == 5 and counted(redis, "drain_inbox", "ok") == 1
+    assert not redis.exists(contract.INBOX_PENDING)  # cleared as the drain ended
+    post(client, payloads.encode(payloads.delivery("comments", "17841400000000001", "18100000009", 1)))
+    assert [j.func_name for j in queue.get_jobs()] == [contract.Jobs.DRAIN_INBOX]
+
+
+def test_a_delivery_stored_as_a_drain_ends_is_kicked_by_that_drain(settings, redis):
+    """A delivery stored after the drain's last read, while its flag still stood, kicked nothing: the drain
+    clears the flag, then finds the unread entry and kicks the next drain itself."""
+    from rq import Queue
+
+    from config.rq import QUEUE, SERIALIZER
+    from workers import jobs
+
+    ingest.ensure_group(redis)
+    redis.set(contract.INBOX_PENDING, b"1", ex=contract.INBOX_PENDING_TTL)  # this drain's own flag
+    redis.xadd(contract.INBOX, {"b": payloads.encode(payloads.delivery("comments", "1784", "1810", 1)), "t": "0"})
+    jobs._hand_on(redis)
+    queue = Queue(QUEUE, connection=redis, serializer=SERIALIZER)
+    assert [j.func_name for j in queue.get_jobs()] == [contract.Jobs.DRAIN_INBOX] and redis.exists(
+        contract.INBOX_PENDING
+    )
+    redis.delete(contract.INBOX_PENDING)
+    queue.empty()
+    jobs.drain_inbox()  # reads the entry: nothing is left unread, so no drain is kicked (its record's delivery is)
+    assert [j.func_name for j in queue.get_jobs()] == [contract.Jobs.DELIVER]
+    assert not redis.exists(contract.INBOX_PENDING)
+
+
+def test_the_tick_kicks_a_drain_of_an_inbox_whose_kick_was_lost(settings, redis, tmp_path):
+    from rq import Queue
+
+    from config.rq import QUEUE, SERIALIZER
+    from workers import context, ticker
+
+    ingest.ensure_group(redis)
+    redis.xadd(contract.INBOX, {"b": payloads.encode(payloads.delivery("comments", "1784", "1810", 1)), "t": "0"})
+    ticker.run(context.Context(settings, redis))  # the web's kick was lost: only the tick knows
+    queue = Queue(QUEUE, connection=redis, serializer=SERIALIZER)
+    assert contract.Jobs.DRAIN_INBOX in [j.func_name for j in queue.get_jobs()]
+    run_worker(settings)
+    assert len(records(tmp_path)) == 1 and redis.xlen(contract.INBOX) == 0

@@ -4,8 +4,8 @@
 replies: ``XADD`` of the raw body to the inbox stream, ``SET NX`` of a "drain pending" flag, and
 the accepted counter. Only the request that finds no flag enqueues the
 drain job (by its dotted path, ``config.contract.Jobs.DRAIN_INBOX``), so under load a delivery costs one round trip
-whatever the number of changes in it; the worker's 5 s tick kicks a drain of a non-empty inbox too, so a lost kick
-delays a delivery but never loses it.
+whatever the number of changes in it; the worker's 5 s tick kicks a drain of a non-empty inbox
+too, so a lost kick delays a delivery but never loses it.
 
 Behind Sentinel (``replicas=1``) a fourth command, ``WAIT 1 <ms>``, goes in the same write: the 200
 waits until a replica holds the delivery too, since a write acknowledged by a primary that dies
@@ -119,7 +119,7 @@ class DeliveryStore:
         try:
             self.queue.enqueue(contract.Jobs.DRAIN_INBOX, **presets()["ingest"])
         except RedisError as exc:
-            # Stored already: the worker's tick drains the inbox even without this job.
+            # Stored already: the worker's tick kicks a drain of a non-empty inbox even without this job.
             log.warning("drain job not enqueued (%s); the next tick will drain", type(exc).__name__)
 
     def count(self, outcome: str, stat: str = "igrelay_deliveries_total") -> None:

@@ -18,8 +18,10 @@ backlog goes out in a few large sends (one transaction each for the SQL sinks) w
 stream still goes out at once, and the claim makes every step safe to repeat: a retried,
 replayed or abandoned job sends its claim again, never someone else's records. A job whose
 outbox was emptied by another finds nothing to do; one that leaves records behind (it took its
-most, or its send failed) kicks the next, so each record is tried at once and then retried
-with the claim it is in. Jobs that name their records in their arguments (a ``Retry-After`` reschedule) send those.
+most) kicks the next, whether its send succeeds or fails, and records emitted after its claim
+kicked a job of their own: so each record is tried at once and then retried with the claim it
+is in, and a failing claim holds up no other. Jobs that name their records in their arguments (a
+``Retry-After`` reschedule) send those.
 
 ``deliver`` maps the sink exceptions to retry policy, in this one place:
 

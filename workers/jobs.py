@@ -84,7 +84,7 @@ def _hand_on(redis: Redis) -> None:
     come during a drain are this drain's to read (one job for a stream of them, not one each); clearing
     the flag before looking means each entry is either seen here or kicked by the request that stored
     it. Entries another consumer holds are not this job's to chase: they are claimed once idle
-    (``ingest.CLAIM_IDLE_MS``), by a drain or the tick."""
+    (``ingest.CLAIM_IDLE_MS``) by a drain (the tick kicks one while the inbox is not empty)."""
     pipe = redis.pipeline(transaction=False)
     pipe.delete(contract.INBOX_PENDING)
     pipe.xinfo_stream(contract.INBOX)
