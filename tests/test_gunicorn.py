@@ -97,3 +97,17 @@ def test_clients_that_keep_a_closed_connection_open_do_not_stall_the_worker(proc
         for sock in lingering:
             sock.close()
     assert took < 1.5, f"a kept-alive request waited {took:.1f} s behind lingering closes"
+
+
+def test_a_kept_alive_connection_is_closed_after_its_hundredth_request(web, redis):  # type: ignore[no-untyped-def]
+    """So the two workers share a client's kept-alive connections: the 100th answer on one connection says
+    ``Connection: close`` and the client reconnects, to whichever worker accepts first."""
+    body = b'{"object":"instagram","entry":[{"id":"1","time":1,"changes":[]}]}'
+    headers = {"X-Hub-Signature-256": sign(body, SECRET)}
+    with requests.Session() as session:
+        answers_ = [session.post(web + "/webhook", data=body, headers=headers, timeout=5) for _ in range(101)]
+    assert all(a.status_code == 200 for a in answers_)
+    said = [a.headers.get("Connection", "").lower() for a in answers_]
+    assert "close" not in said[:99]
+    assert said[99] == "close" and said[100] != "close"  # the 101st came on a new connection
+    assert redis.xlen(contract.INBOX) == 101
