@@ -14,9 +14,10 @@ PREFIX = "igrelay:"
 INBOX = PREFIX + "inbox"  # stream; fields b = body bytes, t = received at
 INBOX_GROUP = "ingest"  # the stream's consumer group
 INBOX_PENDING = PREFIX + "inbox:pending"  # string, EX: "a drain job is on its way or running"
-# How long one kick covers later deliveries. Short, so a drain job lost with a killed worker is
-# replaced by the next delivery (or tick) within seconds; an extra drain job finds nothing and ends at once.
-INBOX_PENDING_TTL = 5
+# How long a "job on its way" flag (INBOX_PENDING, ``outbox_pending``) covers later work. Short, so a job
+# lost with a killed process is replaced by the next kick (or the tick) within seconds; a job too many
+# finds nothing and ends at once.
+PENDING_TTL = 5
 # Stream of inbox entries the worker could not act on (``igrelay failed``); fields b, t as in the inbox,
 # plus e = the inbox entry id, r = why, n = how many changes were refused. Capped at INBOX_DEAD_MAXLEN
 # entries, and gone INBOX_DEAD_TTL after the last one (as long as a failed ingest job is kept).

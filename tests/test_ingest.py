@@ -252,7 +252,7 @@ def test_a_delivery_stored_as_a_drain_ends_is_kicked_by_that_drain(settings, red
     from workers import jobs
 
     ingest.ensure_group(redis)
-    redis.set(contract.INBOX_PENDING, b"1", ex=contract.INBOX_PENDING_TTL)  # this drain's own flag
+    redis.set(contract.INBOX_PENDING, b"1", ex=contract.PENDING_TTL)  # this drain's own flag
     redis.xadd(contract.INBOX, {"b": payloads.encode(payloads.delivery("comments", "1784", "1810", 1)), "t": "0"})
     jobs._hand_on(redis)
     queue = Queue(QUEUE, connection=redis, serializer=SERIALIZER)

@@ -68,7 +68,7 @@ class DeliveryStore:
         """Store ``body``; return its stream entry id. Raises ``StoreUnavailable``."""
         commands = [
             ("XADD", contract.INBOX, "*", "b", body, "t", f"{time.time():.3f}"),
-            ("SET", contract.INBOX_PENDING, "1", "NX", "EX", contract.INBOX_PENDING_TTL),
+            ("SET", contract.INBOX_PENDING, "1", "NX", "EX", contract.PENDING_TTL),
             ("HINCRBY", contract.STATS, _ACCEPTED, 1),
         ]
         if self.replicas:

@@ -4,7 +4,7 @@
 ``BATCH``), inside the caller's pipeline, so records and the work that made them are committed
 together, and makes sure a ``workers.jobs.deliver`` job is on its way for each of those sinks.
 One is enough: a "delivery pending" flag (``contract.outbox_pending``, set NX, EX
-``PENDING_TTL``, in the same transaction as the records) stands for a job that has not claimed
+``contract.PENDING_TTL``, in the same transaction as the records) stands for a job that has not claimed
 yet, which takes whatever waits when it does (the claim deletes the flag as it starts); only the
 emit that set the flag enqueues a job, once its transaction has run. So under a steady stream a
 sink gets one job per batch of work, not one per emit, as the web kicks the inbox's drain. A job
@@ -62,9 +62,6 @@ from workers.sinks import _ledger as ledger
 
 BATCH = 500  # records per outbox chunk
 MAX_CHUNKS = 1000  # chunks per claim, whatever their size
-# How long one kick covers later emits. Short, so a job lost before its claim is replaced by the next
-# emit within seconds; a job too many finds its outbox empty and ends at once.
-PENDING_TTL = 5
 STAT = "igrelay_sink_deliveries_total"
 
 # Move chunks from the head of the outbox (KEYS[1]) to the claim (KEYS[2]) until the next would pass
@@ -126,10 +123,12 @@ def emit(redis: Redis, settings: Settings, records: Sequence[Record], pipeline: 
 
     With a caller's ``pipeline`` (a transaction) nothing is sent yet: once the caller has executed it,
     it calls ``kick(redis, answers)`` on what this returns. Without one, all is done here."""
+    if not records:
+        return Emitted(settings, [])
     target = pipeline if pipeline is not None else redis.pipeline(transaction=True)
     names = []
     texts = [_encode(r) for r in records]  # once, whatever the number of sinks
-    for name, (_url, options) in sinks.configured(settings).items() if records else ():
+    for name, (_url, options) in sinks.configured(settings).items():
         chosen = [t for r, t in zip(records, texts, strict=True) if wants(options, r)]
         if not chosen:
             continue
@@ -140,8 +139,8 @@ def emit(redis: Redis, settings: Settings, records: Sequence[Record], pipeline: 
         stats.incr(target, "igrelay_records_total", n, kind=kind)
     emitted = Emitted(settings, names, len(target))
     for name in names:  # in the same transaction as the records: see ``CLAIM``
-        target.set(contract.outbox_pending(name), b"1", nx=True, ex=PENDING_TTL)
-    if pipeline is None and len(target):
+        target.set(contract.outbox_pending(name), b"1", nx=True, ex=contract.PENDING_TTL)
+    if pipeline is None:
         emitted.kick(redis, target.execute())
     return emitted
 
@@ -153,7 +152,7 @@ def kick(redis: Redis, settings: Settings, names: Sequence[str]) -> int:
         return 0
     with redis.pipeline(transaction=False) as pipe:
         for name in names:
-            pipe.set(contract.outbox_pending(name), b"1", nx=True, ex=PENDING_TTL)
+            pipe.set(contract.outbox_pending(name), b"1", nx=True, ex=contract.PENDING_TTL)
         won = [name for name, first in zip(names, pipe.execute(), strict=True) if first]
     return _enqueue_all(redis, settings, won)
 

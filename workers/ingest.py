@@ -63,7 +63,7 @@ def ensure_group(redis: Redis) -> None:
 def kick(redis: Redis) -> bool:
     """Make sure a drain job is on its way, as the web does: enqueue one unless one is pending. True when
     this call enqueued it."""
-    if not redis.set(contract.INBOX_PENDING, b"1", nx=True, ex=contract.INBOX_PENDING_TTL):
+    if not redis.set(contract.INBOX_PENDING, b"1", nx=True, ex=contract.PENDING_TTL):
         return False
     Queue(QUEUE, connection=redis, serializer=SERIALIZER).enqueue(contract.Jobs.DRAIN_INBOX, **presets()["ingest"])
     return True
