@@ -206,3 +206,21 @@ def test_request_threads_store_on_connections_of_their_own(app, redis):
         connections = set(pool.map(put, range(4)))
     assert len(connections) == 4
     assert redis.xlen(contract.INBOX) == 4
+
+
+def test_unexpected_error_is_500_logged_without_the_body_and_the_next_delivery_is_stored(client, redis, caplog):
+    store = client.application.extensions["igrelay"]["store"]
+    real_put = store.put
+    failures = iter([RuntimeError("boom")])
+
+    def put_failing_once(body: bytes) -> str:
+        for exc in failures:
+            raise exc
+        return real_put(body)
+
+    store.put = put_failing_once
+    failed = post(client, SAMPLE)
+    assert failed.status_code == 500 and failed.data == b"internal error\n"
+    (logged,) = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert "unexpected error" in logged.getMessage() and SAMPLE.decode() not in caplog.text
+    assert post(client, SAMPLE).status_code == 200 and redis.xlen(contract.INBOX) == 1

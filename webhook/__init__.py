@@ -32,4 +32,8 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
         from webhook.console import init_app
 
         init_app(app, settings, redis)
+    from webhook.receiver import WebhookReceiver
+
+    # Deliveries skip Flask's dispatch: it cost as much CPU as storing them (see webhook.receiver).
+    app.wsgi_app = WebhookReceiver(app.wsgi_app, settings, store)  # type: ignore[method-assign]
     return app

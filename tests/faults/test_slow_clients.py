@@ -13,7 +13,7 @@ from redis import Redis
 from config import contract
 from tests.faults.conftest import base_env, comment_delivery, signature
 from tests.support.procs import Procs
-from webhook.views import BODY_READ_TIMEOUT
+from webhook.receiver import BODY_READ_TIMEOUT
 
 WEB_CONCURRENCY = 2
 
