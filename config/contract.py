@@ -194,8 +194,12 @@ def sent(sink: str, record_id: str) -> str:
 
 
 def outbox(sink: str) -> str:
-    """List of records waiting for a sink: each element is one emitted chunk, ``COUNT:`` then a record's JSON a line."""
+    """List of records waiting for a sink: each element is one emitted chunk of at most
+    ``OUTBOX_CHUNK`` records, ``COUNT:`` then a record's JSON a line."""
     return PREFIX + "outbox:" + sink
+
+
+OUTBOX_CHUNK = 500
 
 
 def outbox_pending(sink: str) -> str:

@@ -77,6 +77,25 @@ def test_emit_in_a_pipeline_names_sinks_not_urls(tmp_path, redis, receiver) -> N
         assert receiver.url.encode() not in b"".join(chunks)
 
 
+def test_metrics_show_each_sinks_outbox_until_its_job_delivers(tmp_path, redis, receiver) -> None:
+    from webhook import create_app
+
+    settings, db = configure(tmp_path, receiver)
+    scrape = create_app(settings, redis=redis).test_client().get
+    names = ["hook", sink_name(f"sqlite:///{db}")]
+
+    def outboxes() -> dict[str, float]:
+        lines = scrape("/metrics").data.decode().splitlines()
+        found = [line.split(" ") for line in lines if line.startswith("igrelay_sink_outbox_chunks{")]
+        return {line[0].split('"')[1]: float(line[1]) for line in found}
+
+    assert outboxes() == dict.fromkeys(names, 0.0)
+    delivery.emit(redis, settings, recs(501))
+    assert outboxes() == dict.fromkeys(names, 2.0)  # 500 records, then 1
+    run_worker(settings)
+    assert outboxes() == dict.fromkeys(names, 0.0) and rows(db) == 501
+
+
 def test_one_job_a_sink_until_it_claims_however_many_emits(tmp_path, redis, receiver) -> None:
     """Emits while a sink's job waits in the queue add to what it will take instead of enqueuing more jobs
     (each job costs RQ's bookkeeping); once the job has claimed, the next emit kicks a job of its own."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 from collections import defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -41,11 +41,13 @@ def authorized(token: str | None, header: str | None) -> bool:
 
 
 class RedisStatsCollector:
-    """Reads igrelay's stats hash and RQ's queues on every scrape."""
+    """Reads igrelay's stats hash, RQ's queues and the sinks' outboxes on every scrape."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, sinks: Sequence[str] = ()) -> None:
         self.redis = redis
+        self.sinks = list(sinks)
         self.needs_reconnect = 0
+        self.outboxes: list[int] = []
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("igrelay_redis_up", "1 when Redis answered this scrape")
@@ -61,6 +63,15 @@ class RedisStatsCollector:
         yield up
         yield from self._counters(raw)
         yield depths
+        # A sink that keeps failing (its database down, its URL refusing) shows as an outbox that grows.
+        outboxes = GaugeMetricFamily(
+            "igrelay_sink_outbox_chunks",
+            f"Chunks of records (up to {contract.OUTBOX_CHUNK} each) waiting for a sink",
+            labels=["sink"],
+        )
+        for name, chunks in zip(self.sinks, self.outboxes, strict=True):
+            outboxes.add_metric([name], chunks)
+        yield outboxes
         # One number for every account: no account id is shown to whoever can scrape.
         accounts = GaugeMetricFamily("igrelay_account_needs_reconnect", "Instagram logins to reconnect (token refused)")
         accounts.add_metric([], self.needs_reconnect)
@@ -101,7 +112,11 @@ class RedisStatsCollector:
         pipe.xlen(contract.INBOX)
         pipe.zcard(contract.FETCH_DUE)
         pipe.get(contract.NEEDS_RECONNECT_COUNT)
-        *values, reconnect = pipe.execute()
+        for name in self.sinks:
+            pipe.llen(contract.outbox(name))
+        replies = pipe.execute()
+        self.outboxes = replies[len(replies) - len(self.sinks) :]
+        *values, reconnect = replies[: len(replies) - len(self.sinks)]
         self.needs_reconnect = int(reconnect or 0)
         n = len(QUEUES)
         for name, value in zip(QUEUES, values[:n], strict=True):
@@ -113,8 +128,8 @@ class RedisStatsCollector:
         return gauge
 
 
-def render(redis: Redis) -> bytes:
-    """The exposition text for one scrape."""
+def render(redis: Redis, sinks: Sequence[str] = ()) -> bytes:
+    """The exposition text for one scrape; ``sinks``: the configured sinks' names, for their outboxes."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(RedisStatsCollector(redis))
+    registry.register(RedisStatsCollector(redis, sinks))
     return generate_latest(registry)

@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, request
 
+from config import sinkconf
 from webhook import meta
 from webhook.prometheus import authorized, render
 from webhook.store import DeliveryStore
@@ -58,8 +59,10 @@ def readyz() -> Response:
 @bp.get("/metrics")
 def prometheus() -> Response:
     """igrelay's stats in Prometheus text exposition (behind ``IGRELAY_METRICS_TOKEN`` when set)."""
-    if not authorized(_ctx()["settings"].metrics_token, request.headers.get("Authorization")):
+    ctx = _ctx()
+    if not authorized(ctx["settings"].metrics_token, request.headers.get("Authorization")):
         response = _answer(401, "unauthorized")
         response.headers["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response
-    return Response(render(_ctx()["redis"]), mimetype="text/plain; version=0.0.4; charset=utf-8")
+    sinks = list(sinkconf.configured(ctx["settings"]))
+    return Response(render(ctx["redis"], sinks), mimetype="text/plain; version=0.0.4; charset=utf-8")

@@ -60,7 +60,7 @@ from workers import sinks
 from workers.sinks import JsonRecord, PermanentSinkError, ReadRecord, Record, Sink, SinkError, SinkGone
 from workers.sinks import _ledger as ledger
 
-BATCH = 500  # records per outbox chunk
+BATCH = contract.OUTBOX_CHUNK  # records per outbox chunk
 MAX_CHUNKS = 1000  # chunks per claim, whatever their size
 STAT = "igrelay_sink_deliveries_total"
 
