@@ -25,7 +25,7 @@ from rq.registry import FailedJobRegistry
 from config import contract, sinkconf
 from config.contract import Jobs
 from config.logs import redact
-from config.rq import QUEUE, QUEUES, SERIALIZER, deliver_preset, presets
+from config.rq import QUEUE, QUEUES, SERIALIZER, deliver_preset, enqueue_drain, presets
 from config.settings import Settings
 
 DEAD_ENTRY = "inbox-"  # id prefix of a dead-lettered inbox entry in listings
@@ -161,5 +161,5 @@ def replay_entries(redis: Redis, wanted: set[str] | None) -> int:
         pipe.xadd(contract.INBOX, {b"b": data.get(b"b", b""), b"t": data.get(b"t", b"")})
         pipe.xdel(contract.INBOX_DEAD, eid)
     pipe.execute()
-    Queue(QUEUE, connection=redis, serializer=SERIALIZER).enqueue(Jobs.DRAIN_INBOX, **presets()["ingest"])
+    enqueue_drain(Queue(QUEUE, connection=redis, serializer=SERIALIZER))
     return len(moved)

@@ -1,7 +1,7 @@
 """RQ policy: queue names, worker timings and per-job enqueue presets, in one place.
 
-Both processes read this module: the web enqueues ``drain_inbox`` by dotted path with
-``presets()["ingest"]``; the worker (``workers.runner.Worker``, a ``HerokuWorker``) is built
+Both processes read this module: the web enqueues ``drain_inbox`` by dotted path through
+``enqueue_drain``; the worker (``workers.runner.Worker``, a ``HerokuWorker``) is built
 from ``WORKER``. A sink delivery's retries span the sink's ``retry_span``: ``presets(span)``
 builds that schedule here too. The timings are chosen so a job from a killed worker is
 recovered in under 3 minutes (RQ's defaults take about 13.5: an abandoned job waits for its
@@ -22,8 +22,10 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from rq import Retry
+from rq import Queue, Retry
+from rq.job import Job
 
+from config.contract import Jobs
 from config.settings import parse_duration
 
 # One queue, on purpose. A worker on one queue dequeues with LMOVE into RQ's intermediate queue,
@@ -98,6 +100,12 @@ def presets(deliver_span: int = DAY) -> dict[str, dict[str, Any]]:
         "tick": {"retry": _retry(2, 5), "job_timeout": 60, "result_ttl": 120, "failure_ttl": DAY},
         "periodic": {"retry": _retry(60, 600, 1800), "job_timeout": 600, "result_ttl": 600, "failure_ttl": 7 * DAY},
     }
+
+
+def enqueue_drain(queue: Queue) -> Job:
+    """A ``drain_inbox`` job on ``queue``. Whether one is needed is the caller's to know (the inbox's
+    pending flag, ``config.contract.INBOX_PENDING``): an extra one finds nothing and ends at once."""
+    return queue.enqueue(Jobs.DRAIN_INBOX, **presets()["ingest"])
 
 
 def deliver_preset(options: Mapping[str, Any]) -> dict[str, Any]:

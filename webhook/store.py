@@ -3,7 +3,7 @@
 ``put()`` writes three commands at once on the store's own connection and reads their three
 replies: ``XADD`` of the raw body to the inbox stream, ``SET NX`` of a "drain pending" flag, and
 the accepted counter. Only the request that finds no flag enqueues the
-drain job (by its dotted path, ``config.contract.Jobs.DRAIN_INBOX``), so under load a delivery costs one round trip
+drain job (``config.rq.enqueue_drain``), so under load a delivery costs one round trip
 whatever the number of changes in it; the worker's 5 s tick kicks a drain of a non-empty inbox
 too, so a lost kick delays a delivery but never loses it.
 
@@ -33,7 +33,7 @@ from redis.exceptions import RedisError
 from rq import Queue
 
 from config import contract, stats
-from config.rq import QUEUE, SERIALIZER, presets
+from config.rq import QUEUE, SERIALIZER, enqueue_drain
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ class DeliveryStore:
 
     def _kick(self) -> None:
         try:
-            self.queue.enqueue(contract.Jobs.DRAIN_INBOX, **presets()["ingest"])
+            enqueue_drain(self.queue)
         except RedisError as exc:
             # Stored already: the worker's tick kicks a drain of a non-empty inbox even without this job.
             log.warning("drain job not enqueued (%s); the next tick will drain", type(exc).__name__)

@@ -22,7 +22,7 @@ from redis.exceptions import ResponseError
 from rq import Queue
 
 from config import contract, stats
-from config.rq import QUEUE, SERIALIZER, presets
+from config.rq import QUEUE, SERIALIZER, enqueue_drain
 from config.settings import Settings
 from workers import delivery, records, schedule
 from workers.changes import COMMENT_FIELDS, NUMERIC_ID, Change, MalformedDelivery, iter_changes, problem
@@ -65,7 +65,7 @@ def kick(redis: Redis) -> bool:
     this call enqueued it."""
     if not redis.set(contract.INBOX_PENDING, b"1", nx=True, ex=contract.PENDING_TTL):
         return False
-    Queue(QUEUE, connection=redis, serializer=SERIALIZER).enqueue(contract.Jobs.DRAIN_INBOX, **presets()["ingest"])
+    enqueue_drain(Queue(QUEUE, connection=redis, serializer=SERIALIZER))
     return True
 
 
